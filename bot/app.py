@@ -1,0 +1,127 @@
+"""The factory: builds the Bolt app, its services and the ASGI app from settings. Nothing at import."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis.asyncio as aioredis
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import handlers
+from bot.models import utcnow
+from bot.playbook import Playbook, load_playbook
+from bot.service import IncidentService
+from bot.settings import Settings
+from bot.store import IncidentStore, StoreUnavailable, connect, embedded
+from handlers.deps import Deps, install
+from handlers.refresh import ChecklistRefresher
+from handlers.slack_api import SlackGateway
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_WARNING = (
+    "REDIS_URL is not set: running on the embedded in-memory store. "
+    "ALL INCIDENT STATE IS LOST WHEN THIS PROCESS STOPS. Set REDIS_URL for real use."
+)
+
+
+@dataclass
+class IncidentBot:
+    settings: Settings
+    bolt: AsyncApp
+    service: IncidentService
+    store: IncidentStore
+    refresher: ChecklistRefresher
+
+    def asgi(self) -> Starlette:
+        """The HTTP face: `POST /slack/events` and `GET /healthz`."""
+        slack_handler = AsyncSlackRequestHandler(self.bolt)
+
+        async def events(request: Request) -> Response:
+            return await slack_handler.handle(request)
+
+        async def healthz(request: Request) -> Response:
+            try:
+                redis_ok = await self.store.ping()
+            except StoreUnavailable:
+                redis_ok = False
+            return JSONResponse({"ok": True, "redis": "up" if redis_ok else "down"})
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.close()
+
+        return Starlette(
+            routes=[
+                Route("/slack/events", events, methods=["POST"]),
+                Route("/healthz", healthz, methods=["GET"]),
+            ],
+            lifespan=lifespan,
+        )
+
+    async def start(self) -> None:
+        """Background work that runs beside the listeners."""
+
+    async def close(self) -> None:
+        await self.refresher.drain()
+        await self.store.close()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: aioredis.Redis | None = None,
+    playbook: Playbook | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    refresh_interval: float = 0.3,
+) -> IncidentBot:
+    """Build the bot. `redis` and `playbook` default to what the settings name."""
+    if playbook is None:
+        playbook = load_playbook(settings.incident_playbook)
+    if redis is None:
+        if settings.redis_url:
+            redis = connect(settings.redis_url)
+        else:
+            log.warning(EMBEDDED_WARNING)
+            redis = embedded()
+    store = IncidentStore(redis)
+    service = IncidentService(store, playbook, clock)
+
+    client = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.api_base_url)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret or None,
+        # Without a signing secret (Socket Mode) there is no HTTP request to verify.
+        request_verification_enabled=bool(settings.slack_signing_secret),
+    )
+    slack = SlackGateway(client)
+    refresher = ChecklistRefresher(service, slack, min_interval=refresh_interval)
+    install(
+        bolt,
+        Deps(
+            service=service,
+            slack=slack,
+            refresher=refresher,
+            stakeholder_channel=settings.stakeholder_channel or None,
+            create_channels=settings.create_channels,
+            channel_prefix=settings.channel_prefix,
+        ),
+    )
+    handlers.register(bolt)
+    return IncidentBot(settings, bolt, service, store, refresher)

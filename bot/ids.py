@@ -1,0 +1,32 @@
+"""Identifiers that cross the Slack boundary: action ids, callback ids and typed values."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ActionId(StrEnum):
+    TICK = "checklist_tick"
+
+
+class ItemRef(BaseModel):
+    """The block_id of a checklist item: which incident, which item, and the render revision.
+
+    The revision changes the block_id on every re-render, so Slack clients drop any local
+    checkbox state and show the `initial_options` the bot sent.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    i: str  # incident id
+    k: str  # item id
+    v: int = 0  # message revision
+
+    def encode(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def decode(cls, block_id: str) -> ItemRef:
+        return cls.model_validate_json(block_id)

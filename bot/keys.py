@@ -1,0 +1,44 @@
+"""Every Redis key the bot uses, named in one place.
+
+Per-incident keys carry the incident id as a hash tag (`incident:{INC-42}:ticks`), so all keys
+of one incident land in one Redis Cluster slot and can be written in one transaction or script.
+"""
+
+from __future__ import annotations
+
+PREFIX = "incident"
+
+# Global keys (each a single key, so each lives in one slot of its own).
+SEQUENCE = "incidents:seq"  # INCR -> the next incident number
+OPEN = "incidents:open"  # ZSET incident id -> declared at (unix seconds)
+BY_CHANNEL = "incidents:by-channel"  # HASH channel id -> incident id
+
+
+def incident(incident_id: str) -> str:
+    """STRING: the incident record as JSON."""
+    return f"{PREFIX}:{{{incident_id}}}"
+
+
+def timeline(incident_id: str) -> str:
+    """LIST: timeline events as JSON, oldest first."""
+    return f"{PREFIX}:{{{incident_id}}}:timeline"
+
+
+def messages(incident_id: str) -> str:
+    """HASH: message ts -> the checklist message posted there, as JSON."""
+    return f"{PREFIX}:{{{incident_id}}}:messages"
+
+
+def items(incident_id: str) -> str:
+    """HASH: checklist item id -> ts of the message that carries it."""
+    return f"{PREFIX}:{{{incident_id}}}:items"
+
+
+def ticks(incident_id: str) -> str:
+    """HASH: checklist item id -> who ticked it and when, as JSON."""
+    return f"{PREFIX}:{{{incident_id}}}:ticks"
+
+
+def revisions(incident_id: str) -> str:
+    """HASH: message ts -> revision, bumped by every change to what that message shows."""
+    return f"{PREFIX}:{{{incident_id}}}:revs"

@@ -1,0 +1,193 @@
+"""The incident domain: pydantic models shared by the service, the store and the renderers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+
+class Severity(StrEnum):
+    SEV1 = "sev1"
+    SEV2 = "sev2"
+    SEV3 = "sev3"
+    SEV4 = "sev4"
+
+    @property
+    def rank(self) -> int:
+        """1 is the most severe."""
+        return int(self.value[3:])
+
+
+class Status(StrEnum):
+    INVESTIGATING = "Investigating"
+    IDENTIFIED = "Identified"
+    MONITORING = "Monitoring"
+    RESOLVED = "Resolved"
+
+
+class Phase(StrEnum):
+    """The production incident flow, in order."""
+
+    ASSESS = "assess"
+    MITIGATE = "mitigate"
+    INVESTIGATE = "investigate"
+    HYPOTHESIZE = "hypothesize"
+    VALIDATE = "validate"
+    FIX = "fix"
+    VERIFY = "verify"
+    POSTMORTEM = "postmortem"
+
+
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_DURATION_WHOLE = re.compile(r"(?:\d+[smhd])+")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Accept `30s`, `15m`, `1h`, `1h30m` (or a timedelta / whole seconds)."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and _DURATION_WHOLE.fullmatch(value.strip().lower()):
+        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value.strip().lower()))
+    else:
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit, like 30s, 15m, 1h")
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The inverse of parse_duration: 90s -> `1m30s`, 3600s -> `1h`."""
+    seconds = int(delta.total_seconds())
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        n, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def item_id(checklist_title: str, text: str) -> str:
+    """A short stable id for a checklist item, shared by every severity that lists it."""
+    digest = hashlib.sha1(f"{checklist_title}\n{text}".encode(), usedforsecurity=False)
+    return digest.hexdigest()[:10]
+
+
+class ChecklistItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    text: str
+
+
+class ChecklistSection(BaseModel):
+    """One titled checklist as posted (a snapshot, so playbook edits never break old messages)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    items: tuple[ChecklistItem, ...]
+
+
+class ChecklistMessage(BaseModel):
+    """A posted checklist message and the items it carries."""
+
+    channel: str
+    ts: str
+    phase: Phase
+    part: int = 1
+    sections: tuple[ChecklistSection, ...]
+
+    def item_ids(self) -> list[str]:
+        return [item.id for section in self.sections for item in section.items]
+
+    def has_item(self, item: str) -> bool:
+        return item in self.item_ids()
+
+
+class Tick(BaseModel):
+    """Who ticked an item and when."""
+
+    by: str
+    at: datetime
+
+
+class EventKind(StrEnum):
+    DECLARED = "declared"
+    CHANNEL = "channel"
+    CHECKLIST_POSTED = "checklist_posted"
+    TICKED = "ticked"
+    UNTICKED = "unticked"
+    STATUS_UPDATE = "status_update"
+    SEVERITY_CHANGED = "severity_changed"
+    REMINDER = "reminder"
+    RESOLVED = "resolved"
+
+
+class TimelineEvent(BaseModel):
+    at: datetime
+    kind: EventKind
+    by: str | None = None
+    text: str
+    item: str | None = None  # the checklist item id, for ticks and unticks
+
+
+PHASE_GUIDE: dict[Phase, tuple[str, str]] = {
+    Phase.ASSESS: ("1. Assess", "Impact? Scope? Trend?"),
+    Phase.MITIGATE: ("2. Mitigate", "Can we reduce impact without fixing?"),
+    Phase.INVESTIGATE: ("3. Investigate", "Gather evidence from logs, metrics, traces"),
+    Phase.HYPOTHESIZE: ("4. Hypothesize", "What could cause this? (based on evidence)"),
+    Phase.VALIDATE: ("5. Validate", "Safe experiments to confirm hypothesis"),
+    Phase.FIX: ("6. Fix", "Minimal fix, staged rollout"),
+    Phase.VERIFY: ("7. Verify", "Confirm resolution via metrics"),
+    Phase.POSTMORTEM: ("8. Postmortem", "Document and prevent recurrence"),
+}
+
+
+class Incident(BaseModel):
+    id: str
+    number: int
+    severity: Severity
+    title: str
+    status: Status = Status.INVESTIGATING
+    declared_by: str
+    commander: str
+    declared_at: datetime
+    updated_at: datetime
+    origin_channel: str
+    channel_id: str | None = None
+    channel_name: str | None = None
+    dedicated_channel: bool = False
+    header_ts: str | None = None
+    status_changed_at: dict[Status, datetime] = Field(default_factory=dict)
+
+
+class MessageState(BaseModel):
+    """A checklist message and the ticks it shows, read atomically from the store."""
+
+    incident_id: str
+    message: ChecklistMessage
+    ticks: dict[str, Tick]
+    rev: int
+
+
+def incident_id_for(number: int) -> str:
+    return f"INC-{number}"

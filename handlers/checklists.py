@@ -1,0 +1,56 @@
+"""Ticking checklist items in the channel."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.ids import ActionId
+from bot.store import NotAChecklistItem, StoreUnavailable
+from handlers.deps import deps_of
+from handlers.payloads import CheckboxClick
+
+log = logging.getLogger(__name__)
+
+TICK_NOT_SAVED = (
+    ":warning: I can't reach the incident store (Redis) right now, so your tick was *not* saved "
+    "and nothing was changed. Please click again in a moment."
+)
+NOT_AN_ITEM = "That checklist item isn't part of an incident I know, so nothing was changed."
+
+
+async def handle_tick(
+    ack: AsyncAck, body: dict[str, object], respond: AsyncRespond, context: AsyncBoltContext
+) -> None:
+    deps = deps_of(context)
+    try:
+        click = CheckboxClick.model_validate(body)
+        ref = click.item
+    except ValidationError:
+        await ack()
+        log.warning("ignored a checklist click with an unexpected shape")
+        return
+    try:
+        # Stored before the ack: nothing acknowledged is ever lost.
+        _, state = await deps.service.tick_item(ref.i, click.message_ts, ref.k, click.user.id, click.checked)
+    except StoreUnavailable as exc:
+        await ack()
+        log.warning("tick not saved, store unavailable: %s", exc)
+        await respond(text=TICK_NOT_SAVED, response_type="ephemeral", replace_original=False)
+        return
+    except NotAChecklistItem as exc:
+        await ack()
+        log.warning("tick ignored: %s", exc)
+        await respond(text=NOT_AN_ITEM, response_type="ephemeral", replace_original=False)
+        return
+    await ack()
+    deps.refresher.refresh(state)
+
+
+def register(app: AsyncApp) -> None:
+    app.action(ActionId.TICK.value)(handle_tick)

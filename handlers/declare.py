@@ -1,0 +1,80 @@
+"""After a declaration is stored and acked: open the channel, post header and checklists, announce."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.blocks import incident as incident_blocks
+from bot.blocks.checklist import checklist_message, split_sections
+from bot.models import ChecklistMessage, Incident, MessageState
+from bot.naming import channel_name
+from handlers.deps import Deps
+
+log = logging.getLogger(__name__)
+
+# What to tell people when Slack will not create a channel for us.
+_REFUSALS = {
+    "missing_scope": "the app lacks the scope to create channels",
+    "restricted_action": "this workspace restricts who can create channels",
+}
+
+
+async def _open_channel(deps: Deps, incident: Incident) -> tuple[Incident, str | None]:
+    """Create the incident's channel, or fall back to the channel it was declared in (and say why)."""
+    if deps.create_channels:
+        name = channel_name(deps.channel_prefix, incident.number, incident.title)
+        created = await deps.slack.create_channel(name)
+        if created.ok:
+            channel = created.data["channel"]
+            opened = await deps.service.attach_channel(
+                incident.id, channel["id"], channel["name"], True, f"Opened #{channel['name']}"
+            )
+            return opened, None
+        reason = _REFUSALS.get(created.error or "", f"Slack refused ({created.error})")
+        note = f"Running in the channel it was declared in: {reason} to create a channel."
+    else:
+        note = "Running in the channel it was declared in: channel creation is switched off."
+    fallback = await deps.service.attach_channel(incident.id, incident.origin_channel, None, False, note)
+    return fallback, note
+
+
+async def _post_checklists(deps: Deps, incident: Incident, channel: str) -> int:
+    """Post one message per phase (split to respect Slack's block limit); returns items posted."""
+    posted = 0
+    for phase, sections in deps.service.checklists_for(incident.severity).items():
+        for part, chunk in enumerate(split_sections(sections), start=1):
+            draft = ChecklistMessage(channel=channel, ts="", phase=phase, part=part, sections=chunk)
+            state = MessageState(incident_id=incident.id, message=draft, ticks={}, rev=0)
+            ts = await deps.slack.post_message(channel, checklist_message(state))
+            if ts is None:
+                continue
+            await deps.service.record_checklist_message(incident.id, draft.model_copy(update={"ts": ts}))
+            posted += len(draft.item_ids())
+    return posted
+
+
+async def open_incident(deps: Deps, incident: Incident, respond: AsyncRespond) -> None:
+    spec = deps.service.severity_spec(incident.severity)
+    incident, fallback_note = await _open_channel(deps, incident)
+    assert incident.channel_id is not None
+    channel = incident.channel_id
+    if incident.dedicated_channel:
+        await deps.slack.invite(channel, [incident.declared_by])
+
+    header_ts = await deps.slack.post_message(channel, incident_blocks.header(incident, spec))
+    if header_ts is None:
+        await respond(
+            text=f"{incident.id} is recorded, but I can't post in <#{channel}>. "
+            "Invite me to the channel (`/invite @incident-bot`) and run `/incident status`.",
+            response_type="ephemeral",
+        )
+        return
+    incident = await deps.service.record_header(incident.id, header_ts)
+    await _post_checklists(deps, incident, channel)
+
+    notice = incident_blocks.announcement(incident, spec, fallback_note)
+    await respond(text=notice.text, blocks=notice.block_dicts(), response_type="in_channel")
+    if deps.stakeholder_channel:
+        await deps.slack.post_message(deps.stakeholder_channel, notice)

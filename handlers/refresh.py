@@ -1,0 +1,61 @@
+"""Re-rendering checklist messages after ticks: coalesced per message, newest state wins."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.blocks.checklist import checklist_message
+from bot.models import MessageState
+from bot.service import IncidentService
+from bot.store import NotAChecklistItem, StoreUnavailable
+from handlers.slack_api import SlackGateway
+
+log = logging.getLogger(__name__)
+
+MessageKey = tuple[str, str]  # (incident id, message ts)
+
+
+class ChecklistRefresher:
+    """At most one `chat.update` in flight per message in this process, spaced `min_interval`
+    apart, so a burst of ticks becomes a few updates. After each update the message's revision
+    in Redis is checked again: if another process (or a click that raced this one) moved it on,
+    the message is rendered again, so the last update always shows the newest state."""
+
+    def __init__(self, service: IncidentService, slack: SlackGateway, min_interval: float = 0.3) -> None:
+        self.service = service
+        self.slack = slack
+        self.min_interval = min_interval
+        self._pending: dict[MessageKey, MessageState] = {}
+        self._tasks: dict[MessageKey, asyncio.Task[None]] = {}
+
+    def refresh(self, state: MessageState) -> None:
+        key = (state.incident_id, state.message.ts)
+        queued = self._pending.get(key)
+        if queued is None or state.rev >= queued.rev:
+            self._pending[key] = state
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.create_task(self._run(key))
+
+    async def drain(self) -> None:
+        """Wait for every queued update (used at shutdown and in tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def _run(self, key: MessageKey) -> None:
+        try:
+            while key in self._pending:
+                state = self._pending.pop(key)
+                rendered = checklist_message(state)
+                await self.slack.update_message(state.message.channel, state.message.ts, rendered)
+                await asyncio.sleep(self.min_interval)  # clicks arriving now join the next update
+                if key in self._pending:
+                    continue
+                if await self.service.message_revision(*key) != state.rev:
+                    self._pending[key] = await self.service.message_state(*key)
+        except (StoreUnavailable, NotAChecklistItem) as exc:
+            log.warning("checklist %s not refreshed: %s", key, exc)
+        except Exception:
+            log.exception("checklist %s not refreshed", key)
+        finally:
+            self._tasks.pop(key, None)
