@@ -21,11 +21,14 @@ from starlette.routing import Route
 import handlers
 from bot.models import utcnow
 from bot.playbook import Playbook, load_playbook
+from bot.schedule_store import ScheduleStore
+from bot.scheduler import ReminderClock
 from bot.service import IncidentService
 from bot.settings import Settings
 from bot.store import IncidentStore, StoreUnavailable, connect, embedded
 from handlers.deps import Deps, install
 from handlers.refresh import ChecklistRefresher
+from handlers.reminders import deliver_due
 from handlers.slack_api import SlackGateway
 
 log = logging.getLogger(__name__)
@@ -43,9 +46,12 @@ class IncidentBot:
     service: IncidentService
     store: IncidentStore
     refresher: ChecklistRefresher
+    clock: ReminderClock
 
     def asgi(self) -> Starlette:
         """The HTTP face: `POST /slack/events` and `GET /healthz`."""
+        if not self.settings.slack_signing_secret:
+            raise ValueError("serving HTTP needs SLACK_SIGNING_SECRET to verify Slack's requests")
         slack_handler = AsyncSlackRequestHandler(self.bolt)
 
         async def events(request: Request) -> Response:
@@ -75,9 +81,15 @@ class IncidentBot:
         )
 
     async def start(self) -> None:
-        """Background work that runs beside the listeners."""
+        """Background work beside the listeners: the managers' digest and the reminder clock."""
+        try:
+            await self.service.start_digest()
+        except StoreUnavailable as exc:
+            log.warning("digest not scheduled yet, store unavailable: %s", exc)
+        self.clock.start()
 
     async def close(self) -> None:
+        self.clock.stop()
         await self.refresher.drain()
         await self.store.close()
 
@@ -89,6 +101,7 @@ def create_app(
     playbook: Playbook | None = None,
     clock: Callable[[], datetime] = utcnow,
     refresh_interval: float = 0.3,
+    reminder_poll: float = 0.25,
 ) -> IncidentBot:
     """Build the bot. `redis` and `playbook` default to what the settings name."""
     if playbook is None:
@@ -100,28 +113,27 @@ def create_app(
             log.warning(EMBEDDED_WARNING)
             redis = embedded()
     store = IncidentStore(redis)
-    service = IncidentService(store, playbook, clock)
+    service = IncidentService(store, ScheduleStore(redis), playbook, clock)
 
     client = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.api_base_url)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
     bolt = AsyncApp(
         client=client,
-        signing_secret=settings.slack_signing_secret or None,
-        # Without a signing secret (Socket Mode) there is no HTTP request to verify.
-        request_verification_enabled=bool(settings.slack_signing_secret),
+        signing_secret=settings.slack_signing_secret,
+        # Bolt skips verification only for Socket Mode envelopes, never for HTTP.
+        request_verification_enabled=True,
     )
     slack = SlackGateway(client)
     refresher = ChecklistRefresher(service, slack, min_interval=refresh_interval)
-    install(
-        bolt,
-        Deps(
-            service=service,
-            slack=slack,
-            refresher=refresher,
-            stakeholder_channel=settings.stakeholder_channel or None,
-            create_channels=settings.create_channels,
-            channel_prefix=settings.channel_prefix,
-        ),
+    deps = Deps(
+        service=service,
+        slack=slack,
+        refresher=refresher,
+        stakeholder_channel=settings.stakeholder_channel or None,
+        create_channels=settings.create_channels,
+        channel_prefix=settings.channel_prefix,
     )
+    install(bolt, deps)
     handlers.register(bolt)
-    return IncidentBot(settings, bolt, service, store, refresher)
+    reminder_clock = ReminderClock(lambda: deliver_due(deps), poll_seconds=reminder_poll)
+    return IncidentBot(settings, bolt, service, store, refresher, reminder_clock)

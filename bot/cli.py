@@ -63,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if not settings.slack_bot_token:
         return _fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…).")
     if not settings.slack_app_token and not settings.slack_signing_secret:
-        return _fail(
-            "set SLACK_SIGNING_SECRET to serve HTTP, or SLACK_APP_TOKEN (xapp-…) for Socket Mode."
-        )
+        return _fail("set SLACK_SIGNING_SECRET to serve HTTP, or SLACK_APP_TOKEN (xapp-…) for Socket Mode.")
     try:
         bot = create_app(settings)
     except PlaybookError as exc:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 class ActionId(StrEnum):
     TICK = "checklist_tick"
+    OPEN_UPDATE = "open_update_modal"
 
 
 class ItemRef(BaseModel):
@@ -30,3 +31,34 @@ class ItemRef(BaseModel):
     @classmethod
     def decode(cls, block_id: str) -> ItemRef:
         return cls.model_validate_json(block_id)
+
+
+class CallbackId(StrEnum):
+    UPDATE = "status_update"
+
+
+class UpdateField(StrEnum):
+    """Block ids of the update modal's inputs (each input's action id is `value`)."""
+
+    STATUS = "status"
+    IMPACT = "impact"
+    CURRENT_STATE = "current_state"
+    NEXT_UPDATE = "next_update"
+
+
+INPUT_ACTION = "value"
+
+
+class IncidentRef(BaseModel):
+    """The value of a "Post update" button and the private_metadata of the update modal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    incident_id: str
+
+    def encode(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def decode(cls, raw: str) -> IncidentRef:
+        return cls.model_validate_json(raw)

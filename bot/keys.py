@@ -42,3 +42,13 @@ def ticks(incident_id: str) -> str:
 def revisions(incident_id: str) -> str:
     """HASH: message ts -> revision, bumped by every change to what that message shows."""
     return f"{PREFIX}:{{{incident_id}}}:revs"
+
+
+# The reminder schedule, shared by every bot process. One hash tag, so the claim script can
+# touch all four keys atomically on a Redis Cluster too. Members are incident ids, plus DIGEST.
+SCHEDULE_DUE = "schedule:{reminders}:due"  # ZSET member -> next time it is due (unix seconds)
+SCHEDULE_EVERY = "schedule:{reminders}:every"  # HASH member -> repeat interval (seconds)
+SCHEDULE_MISSED = "schedule:{reminders}:missed"  # HASH member -> reminders sent since last update
+SCHEDULE_CLAIMS = "schedule:{reminders}:claims"  # HASH member -> due time being delivered now
+SCHEDULE_KEYS = [SCHEDULE_DUE, SCHEDULE_EVERY, SCHEDULE_MISSED, SCHEDULE_CLAIMS]
+DIGEST = "digest"

@@ -150,6 +150,21 @@ class TimelineEvent(BaseModel):
     item: str | None = None  # the checklist item id, for ticks and unticks
 
 
+class StatusUpdate(BaseModel):
+    """One update, in the shape of the playbook's Incident Update Template."""
+
+    status: Status
+    impact: str
+    current_state: str
+    next_update: Duration
+    posted_by: str
+    posted_at: datetime
+
+    @property
+    def next_due(self) -> datetime:
+        return self.posted_at + self.next_update
+
+
 PHASE_GUIDE: dict[Phase, tuple[str, str]] = {
     Phase.ASSESS: ("1. Assess", "Impact? Scope? Trend?"),
     Phase.MITIGATE: ("2. Mitigate", "Can we reduce impact without fixing?"),
@@ -178,6 +193,13 @@ class Incident(BaseModel):
     dedicated_channel: bool = False
     header_ts: str | None = None
     status_changed_at: dict[Status, datetime] = Field(default_factory=dict)
+    last_update: StatusUpdate | None = None
+    next_update_due: datetime | None = None  # the promise made to readers; None once resolved
+    verification_ts: str | None = None  # the Verification checklist message, once posted
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.status is Status.RESOLVED
 
 
 class MessageState(BaseModel):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from pydantic import BaseModel
+
+from bot.keys import DIGEST
 from bot.models import (
     ChecklistMessage,
     ChecklistSection,
@@ -14,24 +17,85 @@ from bot.models import (
     Phase,
     Severity,
     Status,
+    StatusUpdate,
     Tick,
     TimelineEvent,
+    parse_duration,
     utcnow,
 )
 from bot.playbook import Playbook, SeveritySpec
-from bot.store import IncidentStore
+from bot.schedule_store import Claim, ScheduleStore
+from bot.store import IncidentNotFound, IncidentStore
 
 DEFAULT_TITLE = "Untitled incident"
+IMPACT_MAX_CHARS = 1000
+CURRENT_STATE_MAX_CHARS = 1500
+
+
+class IncidentClosed(Exception):
+    """The incident is resolved; it takes no more updates."""
+
+
+class UpdateDraft(BaseModel):
+    """What a responder typed into the update modal, before validation."""
+
+    status: str | None
+    impact: str | None
+    current_state: str | None
+    next_update: str | None
+
+
+def validate_update(draft: UpdateDraft) -> dict[str, str]:
+    """Field name -> problem, for every field the responder must fix. Empty when valid."""
+    errors: dict[str, str] = {}
+    if draft.status not in {s.value for s in Status}:
+        errors["status"] = "Choose a status."
+    impact = (draft.impact or "").strip()
+    if not impact:
+        errors["impact"] = "Describe the user impact, even if it is still unknown."
+    elif len(impact) > IMPACT_MAX_CHARS:
+        errors["impact"] = f"Keep the impact to {IMPACT_MAX_CHARS} characters (now {len(impact)})."
+    state = (draft.current_state or "").strip()
+    if not state:
+        errors["current_state"] = "Say what is happening now."
+    elif len(state) > CURRENT_STATE_MAX_CHARS:
+        errors["current_state"] = (
+            f"Keep the current state to {CURRENT_STATE_MAX_CHARS} characters (now {len(state)})."
+        )
+    try:
+        parse_duration(draft.next_update or "")
+    except ValueError:
+        errors["next_update"] = "Choose when the next update is due."
+    return errors
+
+
+class UpdateOutcome(BaseModel):
+    incident: Incident
+    update: StatusUpdate
+    previous_status: Status
+    post_verification: bool  # first move to Monitoring: the Verification checklist is due
+
+
+class SeverityChange(BaseModel):
+    incident: Incident
+    previous: Severity
+
+
+class ReminderDue(BaseModel):
+    incident: Incident
+    claim: Claim
 
 
 class IncidentService:
     def __init__(
         self,
         store: IncidentStore,
+        schedule: ScheduleStore,
         playbook: Playbook,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
+        self.schedule = schedule
         self.playbook = playbook
         self.clock = clock
 
@@ -54,6 +118,7 @@ class IncidentService:
             updated_at=now,
             origin_channel=origin_channel,
             status_changed_at={Status.INVESTIGATING: now},
+            next_update_due=now + self.severity_spec(severity).update_every,
         )
         spec = self.severity_spec(severity)
         event = TimelineEvent(
@@ -63,7 +128,206 @@ class IncidentService:
             text=f"Declared {spec.label}: {incident.title}",
         )
         await self.store.create_incident(incident, event)
+        assert incident.next_update_due is not None
+        await self.schedule.schedule(incident.id, incident.next_update_due, spec.update_every)
         return incident
+
+    async def get_incident(self, incident_id: str) -> Incident:
+        return await self.store.get_incident(incident_id)
+
+    async def open_incidents(self) -> list[Incident]:
+        return await self.store.get_incidents(await self.store.open_incident_ids())
+
+    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
+        return await self.store.timeline(incident_id)
+
+    async def post_update(self, incident_id: str, draft: UpdateDraft, by: str) -> UpdateOutcome:
+        """Record a validated update; reschedules reminders, or stops them on Resolved."""
+        if validate_update(draft):
+            raise ValueError("validate_update() first")
+        now = self.clock()
+        update = StatusUpdate(
+            status=Status(draft.status or ""),
+            impact=(draft.impact or "").strip(),
+            current_state=(draft.current_state or "").strip(),
+            next_update=parse_duration(draft.next_update),
+            posted_by=by,
+            posted_at=now,
+        )
+        previous: list[Incident] = []
+
+        def change(incident: Incident) -> Incident:
+            if incident.is_resolved:
+                raise IncidentClosed(incident.id)
+            previous[:] = [incident]
+            reached = dict(incident.status_changed_at)
+            reached.setdefault(update.status, now)
+            return incident.model_copy(
+                update={
+                    "status": update.status,
+                    "status_changed_at": reached,
+                    "last_update": update,
+                    "next_update_due": None if update.status is Status.RESOLVED else update.next_due,
+                    "updated_at": now,
+                }
+            )
+
+        event = TimelineEvent(
+            at=now,
+            kind=EventKind.RESOLVED if update.status is Status.RESOLVED else EventKind.STATUS_UPDATE,
+            by=by,
+            text=f"Status: {update.status.value}. Impact: {update.impact}. "
+            f"Current state: {update.current_state}",
+        )
+        incident = await self.store.update_incident(incident_id, change, event)
+        before = previous[0]
+        if incident.is_resolved:
+            await self._close(incident)
+        else:
+            await self.schedule.schedule(incident.id, update.next_due, update.next_update)
+        return UpdateOutcome(
+            incident=incident,
+            update=update,
+            previous_status=before.status,
+            post_verification=update.status is Status.MONITORING and incident.verification_ts is None,
+        )
+
+    async def resolve(self, incident_id: str, by: str) -> Incident:
+        now = self.clock()
+
+        def change(incident: Incident) -> Incident:
+            if incident.is_resolved:
+                raise IncidentClosed(incident.id)
+            reached = dict(incident.status_changed_at)
+            reached.setdefault(Status.RESOLVED, now)
+            return incident.model_copy(
+                update={
+                    "status": Status.RESOLVED,
+                    "status_changed_at": reached,
+                    "next_update_due": None,
+                    "updated_at": now,
+                }
+            )
+
+        event = TimelineEvent(at=now, kind=EventKind.RESOLVED, by=by, text="Resolved")
+        incident = await self.store.update_incident(incident_id, change, event)
+        await self._close(incident)
+        return incident
+
+    async def _close(self, incident: Incident) -> None:
+        await self.schedule.cancel(incident.id)
+        borrowed = None if incident.dedicated_channel else incident.channel_id
+        await self.store.close_incident(incident.id, borrowed)
+
+    async def change_severity(self, incident_id: str, severity: Severity, by: str) -> SeverityChange:
+        """A severity change never postpones an update already promised; it can bring it closer."""
+        now = self.clock()
+        every = self.severity_spec(severity).update_every
+        previous: list[Severity] = []
+
+        def change(incident: Incident) -> Incident:
+            if incident.is_resolved:
+                raise IncidentClosed(incident.id)
+            previous[:] = [incident.severity]
+            due = now + every
+            if incident.next_update_due is not None:
+                due = min(due, incident.next_update_due)
+            return incident.model_copy(
+                update={"severity": severity, "next_update_due": due, "updated_at": now}
+            )
+
+        incident = await self.store.update_incident(
+            incident_id,
+            change,
+            TimelineEvent(
+                at=now,
+                kind=EventKind.SEVERITY_CHANGED,
+                by=by,
+                text=f"Severity changed to {self.severity_spec(severity).label}",
+            ),
+        )
+        assert incident.next_update_due is not None
+        await self.schedule.schedule(incident.id, incident.next_update_due, every)
+        return SeverityChange(incident=incident, previous=previous[0])
+
+    async def new_checklists_for(
+        self, incident: Incident, severity: Severity
+    ) -> dict[Phase, list[ChecklistSection]]:
+        """The checklist items `severity` lists that the incident's channel does not have yet."""
+        posted = {i for m in await self.store.checklist_messages(incident.id) for i in m.item_ids()}
+        added: dict[Phase, list[ChecklistSection]] = {}
+        for phase, sections in self.checklists_for(severity).items():
+            for section in sections:
+                fresh = tuple(item for item in section.items if item.id not in posted)
+                if fresh:
+                    added.setdefault(phase, []).append(section.model_copy(update={"items": fresh}))
+        return added
+
+    def verification_section(self) -> ChecklistSection:
+        return self.playbook.verification.section()
+
+    async def record_verification(self, incident_id: str, message: ChecklistMessage) -> Incident:
+        await self.record_checklist_message(incident_id, message)
+
+        def change(incident: Incident) -> Incident:
+            return incident.model_copy(update={"verification_ts": message.ts})
+
+        return await self.store.update_incident(incident_id, change)
+
+    async def open_verification_items(self, incident: Incident) -> list[str] | None:
+        """Texts of Verification items not ticked; None when the checklist was never posted."""
+        if incident.verification_ts is None:
+            return None
+        state = await self.store.message_state(incident.id, incident.verification_ts)
+        return [
+            item.text
+            for section in state.message.sections
+            for item in section.items
+            if item.id not in state.ticks
+        ]
+
+    # -- reminders ---------------------------------------------------------------------------
+
+    async def claim_due_reminders(self) -> tuple[list[ReminderDue], list[Claim]]:
+        """Reminders and digests due now, each claimed by this process alone."""
+        reminders: list[ReminderDue] = []
+        digests: list[Claim] = []
+        for claim in await self.schedule.claim_due(self.clock()):
+            if claim.member == DIGEST:
+                digests.append(claim)
+                continue
+            try:
+                incident = await self.store.get_incident(claim.member)
+            except IncidentNotFound:
+                await self.schedule.cancel(claim.member)
+                continue
+            if incident.is_resolved:
+                await self.schedule.cancel(claim.member)
+                continue
+            reminders.append(ReminderDue(incident=incident, claim=claim))
+        return reminders, digests
+
+    async def reminder_sent(self, due: ReminderDue) -> None:
+        now = self.clock()
+        late = due.claim.lateness(now)
+        text = f"Reminder {due.claim.missed}: update overdue"
+        if late > timedelta(seconds=5):
+            text += f" (delivered {int(late.total_seconds())}s late)"
+        await self.store.append_event(
+            due.incident.id, TimelineEvent(at=now, kind=EventKind.REMINDER, text=text)
+        )
+        await self.schedule.confirm(due.claim, now)
+
+    async def digest_sent(self, claim: Claim) -> None:
+        await self.schedule.confirm(claim, self.clock())
+
+    async def start_digest(self) -> None:
+        """Schedule the managers' digest (keeping an earlier due time another process set)."""
+        every = self.playbook.digest_every
+        if every is None:
+            await self.schedule.cancel(DIGEST)
+            return
+        await self.schedule.ensure(DIGEST, self.clock() + every, every)
 
     async def incident_in_channel(self, channel_id: str) -> Incident | None:
         return await self.store.incident_for_channel(channel_id)

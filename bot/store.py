@@ -43,7 +43,7 @@ class NotAChecklistItem(Exception):
     """The clicked item is not on the message it was clicked in (stale or foreign payload)."""
 
 
-def _translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -107,7 +107,7 @@ class IncidentStore:
         self.redis = redis
         self._tick = redis.register_script(_TICK_SCRIPT)
 
-    @_translate_errors
+    @translate_errors
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
@@ -116,12 +116,12 @@ class IncidentStore:
 
     # -- incidents ---------------------------------------------------------------------------
 
-    @_translate_errors
+    @translate_errors
     async def next_incident_id(self) -> tuple[str, int]:
         number = int(await self.redis.incr(keys.SEQUENCE))
         return incident_id_for(number), number
 
-    @_translate_errors
+    @translate_errors
     async def create_incident(self, incident: Incident, event: TimelineEvent) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.incident(incident.id), incident.model_dump_json(), nx=True)
@@ -132,14 +132,14 @@ class IncidentStore:
         # The open-incidents index lives in its own slot, so it is written after the incident.
         await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
 
-    @_translate_errors
+    @translate_errors
     async def get_incident(self, incident_id: str) -> Incident:
         raw = await self.redis.get(keys.incident(incident_id))
         if raw is None:
             raise IncidentNotFound(incident_id)
         return Incident.model_validate_json(raw)
 
-    @_translate_errors
+    @translate_errors
     async def incident_for_channel(self, channel_id: str) -> Incident | None:
         incident_id = await self.redis.hget(keys.BY_CHANNEL, channel_id)
         if incident_id is None:
@@ -147,7 +147,7 @@ class IncidentStore:
         raw = await self.redis.get(keys.incident(str(incident_id)))
         return None if raw is None else Incident.model_validate_json(raw)
 
-    @_translate_errors
+    @translate_errors
     async def update_incident(
         self,
         incident_id: str,
@@ -173,28 +173,46 @@ class IncidentStore:
                 except WatchError:
                     continue
 
-    @_translate_errors
+    @translate_errors
     async def index_channel(self, channel_id: str, incident_id: str) -> None:
         await self.redis.hset(keys.BY_CHANNEL, channel_id, incident_id)
 
-    @_translate_errors
+    @translate_errors
+    async def close_incident(self, incident_id: str, unindex_channel: str | None) -> None:
+        """Drop a resolved incident from the open index (and from a borrowed channel)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.OPEN, incident_id)
+            if unindex_channel is not None:
+                pipe.hdel(keys.BY_CHANNEL, unindex_channel)
+            await pipe.execute()
+
+    @translate_errors
+    async def get_incidents(self, incident_ids: list[str]) -> list[Incident]:
+        """Several incidents in one round trip (a pipeline, not MGET: the keys span slots)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for incident_id in incident_ids:
+                pipe.get(keys.incident(incident_id))
+            raw = await pipe.execute()
+        return [Incident.model_validate_json(r) for r in raw if r is not None]
+
+    @translate_errors
     async def open_incident_ids(self) -> list[str]:
         return [str(i) for i in await self.redis.zrange(keys.OPEN, 0, -1)]
 
     # -- timeline ----------------------------------------------------------------------------
 
-    @_translate_errors
+    @translate_errors
     async def append_event(self, incident_id: str, event: TimelineEvent) -> None:
         await self.redis.rpush(keys.timeline(incident_id), event.model_dump_json())
 
-    @_translate_errors
+    @translate_errors
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         raw = await self.redis.lrange(keys.timeline(incident_id), 0, -1)
         return [TimelineEvent.model_validate_json(r) for r in raw]
 
     # -- checklists --------------------------------------------------------------------------
 
-    @_translate_errors
+    @translate_errors
     async def add_checklist_message(
         self, incident_id: str, message: ChecklistMessage, event: TimelineEvent | None = None
     ) -> None:
@@ -210,13 +228,13 @@ class IncidentStore:
         pipe.hset(keys.items(incident_id), mapping={i: message.ts for i in message.item_ids()})
         pipe.hsetnx(keys.revisions(incident_id), message.ts, 0)
 
-    @_translate_errors
+    @translate_errors
     async def checklist_messages(self, incident_id: str) -> list[ChecklistMessage]:
         raw = await self.redis.hgetall(keys.messages(incident_id))
         found = [ChecklistMessage.model_validate_json(v) for v in raw.values()]
         return sorted(found, key=lambda m: float(m.ts))
 
-    @_translate_errors
+    @translate_errors
     async def set_tick(
         self,
         incident_id: str,
@@ -255,7 +273,7 @@ class IncidentStore:
         )
         return bool(changed), state
 
-    @_translate_errors
+    @translate_errors
     async def message_state(self, incident_id: str, message_ts: str) -> MessageState:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.messages(incident_id), message_ts)
@@ -271,11 +289,11 @@ class IncidentStore:
             rev=int(rev or 0),
         )
 
-    @_translate_errors
+    @translate_errors
     async def message_revision(self, incident_id: str, message_ts: str) -> int:
         return int(await self.redis.hget(keys.revisions(incident_id), message_ts) or 0)
 
-    @_translate_errors
+    @translate_errors
     async def ticks(self, incident_id: str) -> dict[str, Tick]:
         raw = await self.redis.hgetall(keys.ticks(incident_id))
         return {str(k): Tick.model_validate_json(v) for k, v in raw.items()}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import checklists, commands
+from handlers import checklists, commands, updates
 
 
 def register(app: AsyncApp) -> None:
     commands.register(app)
     checklists.register(app)
+    updates.register(app)

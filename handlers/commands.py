@@ -10,18 +10,19 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import incident as incident_blocks
-from bot.commands import Help, IncidentCommand, parse_command
+from bot.blocks import updates as update_blocks
+from bot.commands import Declare, Help, IncidentCommand, parse_command
+from bot.models import Incident
+from bot.service import IncidentClosed
 from bot.store import StoreUnavailable
+from handlers.announce import announce_resolution, announce_severity_change
 from handlers.declare import open_incident
-from handlers.deps import deps_of
+from handlers.deps import Deps, deps_of
+from handlers.messages import STORE_DOWN, already_resolved
 from handlers.payloads import SlashCommand
+from handlers.updates import open_update_modal
 
 log = logging.getLogger(__name__)
-
-STORE_DOWN = (
-    ":warning: I can't reach the incident store (Redis) right now, so nothing was changed. "
-    "Please try again in a moment."
-)
 
 
 async def handle_incident_command(
@@ -36,23 +37,64 @@ async def handle_incident_command(
     try:
         current = await deps.service.incident_in_channel(command.channel_id)
         if isinstance(parsed, IncidentCommand):
-            await ack(text=incident_blocks.no_incident_here(parsed.kind))
-            return
-        if current is not None:
-            await ack(text=incident_blocks.already_running(current))
-            return
-        incident = await deps.service.declare_incident(
-            parsed.severity, parsed.title, command.user_id, command.channel_id
-        )
+            await _in_incident(deps, parsed, current, command, ack)
+        elif current is not None:
+            await _change_severity(deps, parsed, current, command, ack)
+        else:
+            incident = await deps.service.declare_incident(
+                parsed.severity, parsed.title, command.user_id, command.channel_id
+            )
+            await ack(text=incident_blocks.declared(incident))
+            await open_incident(deps, incident, respond)
     except StoreUnavailable as exc:
         log.warning("/incident %s: store unavailable: %s", parsed.kind, exc)
-        await ack(text=STORE_DOWN)
+        if ack.response is None:
+            await ack(text=STORE_DOWN)
+        else:
+            await respond(text=STORE_DOWN, response_type="ephemeral")
+    except IncidentClosed:
+        await ack(text="This incident is already resolved, so nothing was changed.")
+
+
+async def _in_incident(
+    deps: Deps,
+    parsed: IncidentCommand,
+    incident: Incident | None,
+    command: SlashCommand,
+    ack: AsyncAck,
+) -> None:
+    if incident is None:
+        await ack(text=incident_blocks.no_incident_here(parsed.kind))
         return
-    await ack(text=incident_blocks.declared(incident))
-    try:
-        await open_incident(deps, incident, respond)
-    except StoreUnavailable:
-        await respond(text=STORE_DOWN, response_type="ephemeral")
+    spec = deps.service.severity_spec(incident.severity)
+    if parsed.kind == "status":
+        await ack(text=update_blocks.status_reply(incident, spec, deps.service.clock()))
+        return
+    if incident.is_resolved:
+        await ack(text=already_resolved(incident))
+        return
+    if parsed.kind == "update":
+        await ack()
+        await open_update_modal(deps, incident, command.trigger_id)
+        return
+    resolved = await deps.service.resolve(incident.id, command.user_id)
+    await ack(text=f"Resolving *{resolved.id}*.")
+    await announce_resolution(deps, resolved)
+
+
+async def _change_severity(
+    deps: Deps, parsed: Declare, incident: Incident, command: SlashCommand, ack: AsyncAck
+) -> None:
+    if incident.is_resolved:
+        await ack(text=incident_blocks.already_running(incident))
+        return
+    if parsed.severity is incident.severity:
+        label = deps.service.severity_spec(incident.severity).label
+        await ack(text=f"*{incident.id}* is already {label}; nothing was changed.")
+        return
+    change = await deps.service.change_severity(incident.id, parsed.severity, command.user_id)
+    await ack()
+    await announce_severity_change(deps, change, command.user_id)
 
 
 def register(app: AsyncApp) -> None:

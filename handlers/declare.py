@@ -7,9 +7,9 @@ import logging
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import incident as incident_blocks
-from bot.blocks.checklist import checklist_message, split_sections
-from bot.models import ChecklistMessage, Incident, MessageState
+from bot.models import Incident
 from bot.naming import channel_name
+from handlers.announce import post_checklists, to_stakeholders
 from handlers.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -40,21 +40,6 @@ async def _open_channel(deps: Deps, incident: Incident) -> tuple[Incident, str |
     return fallback, note
 
 
-async def _post_checklists(deps: Deps, incident: Incident, channel: str) -> int:
-    """Post one message per phase (split to respect Slack's block limit); returns items posted."""
-    posted = 0
-    for phase, sections in deps.service.checklists_for(incident.severity).items():
-        for part, chunk in enumerate(split_sections(sections), start=1):
-            draft = ChecklistMessage(channel=channel, ts="", phase=phase, part=part, sections=chunk)
-            state = MessageState(incident_id=incident.id, message=draft, ticks={}, rev=0)
-            ts = await deps.slack.post_message(channel, checklist_message(state))
-            if ts is None:
-                continue
-            await deps.service.record_checklist_message(incident.id, draft.model_copy(update={"ts": ts}))
-            posted += len(draft.item_ids())
-    return posted
-
-
 async def open_incident(deps: Deps, incident: Incident, respond: AsyncRespond) -> None:
     spec = deps.service.severity_spec(incident.severity)
     incident, fallback_note = await _open_channel(deps, incident)
@@ -72,9 +57,8 @@ async def open_incident(deps: Deps, incident: Incident, respond: AsyncRespond) -
         )
         return
     incident = await deps.service.record_header(incident.id, header_ts)
-    await _post_checklists(deps, incident, channel)
+    await post_checklists(deps, incident, deps.service.checklists_for(incident.severity))
 
     notice = incident_blocks.announcement(incident, spec, fallback_note)
     await respond(text=notice.text, blocks=notice.block_dicts(), response_type="in_channel")
-    if deps.stakeholder_channel:
-        await deps.slack.post_message(deps.stakeholder_channel, notice)
+    await to_stakeholders(deps, notice)

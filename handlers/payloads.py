@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.ids import ItemRef
+from bot.ids import INPUT_ACTION, IncidentRef, ItemRef, UpdateField
 
 
 class _Payload(BaseModel):
@@ -64,3 +64,53 @@ class CheckboxClick(_Payload):
         """Slack sends the element's whole selection; each element holds a single item."""
         ref = self.item
         return any(o.value == ref.k for o in self.action.selected_options)
+
+
+class _ButtonAction(_Payload):
+    action_id: str
+    value: str
+
+
+class ButtonClick(_Payload):
+    user: _Id
+    trigger_id: str
+    actions: list[_ButtonAction] = Field(min_length=1)
+
+    @property
+    def incident(self) -> IncidentRef:
+        return IncidentRef.decode(self.actions[0].value)
+
+
+class _InputValue(_Payload):
+    type: str
+    value: str | None = None
+    selected_option: _SelectedOption | None = None
+
+    def text(self) -> str | None:
+        if self.selected_option is not None:
+            return self.selected_option.value
+        return self.value
+
+
+class _ViewState(_Payload):
+    values: dict[str, dict[str, _InputValue]] = Field(default_factory=dict)
+
+
+class _View(_Payload):
+    id: str
+    callback_id: str
+    private_metadata: str
+    state: _ViewState
+
+
+class ViewSubmission(_Payload):
+    user: _Id
+    view: _View
+
+    @property
+    def incident(self) -> IncidentRef:
+        return IncidentRef.decode(self.view.private_metadata)
+
+    def field(self, name: UpdateField) -> str | None:
+        value = self.view.state.values.get(name.value, {}).get(INPUT_ACTION)
+        return value.text() if value is not None else None

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -69,6 +70,10 @@ class SlackGateway:
             "chat.postEphemeral",
             self.client.chat_postEphemeral(channel=channel, user=user, text=text),
         )
+        return result.ok
+
+    async def open_view(self, trigger_id: str, view: View) -> bool:
+        result = await self._call("views.open", self.client.views_open(trigger_id=trigger_id, view=view))
         return result.ok
 
     async def create_channel(self, name: str) -> Result:

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from bot.text import escape_mrkdwn
 
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+_USER_ID = re.compile(r"[UW][A-Z0-9]+")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
 
 
 def user(user_id: str) -> str:
@@ -40,3 +40,23 @@ def elapsed(delta: timedelta) -> str:
         if n:
             parts.append(f"{n}{name}")
     return " ".join(parts[:2]) or "0s"
+
+
+def spoken(delta: timedelta) -> str:
+    """`15 minutes`, `1 hour 30 minutes`, `4 seconds`: a duration as the template says it."""
+    seconds = int(delta.total_seconds())
+    words = []
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            words.append(f"{n} {name}" + ("" if n == 1 else "s"))
+    return " ".join(words) or "0 seconds"
+
+
+def due(at: datetime | None, now: datetime) -> str:
+    """`14:45 UTC (in 12m)` or `14:45 UTC (overdue by 3m)`."""
+    if at is None:
+        return "none"
+    if at >= now:
+        return f"{clock(at)} (in {elapsed(at - now)})"
+    return f"{clock(at)} (overdue by {elapsed(now - at)})"

@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks import Rendered
+from bot.blocks import Rendered, updates
 from bot.blocks import format as fmt
 from bot.commands import USAGE
 from bot.models import Incident
@@ -42,6 +42,15 @@ def header(incident: Incident, spec: SeveritySpec) -> Rendered:
             text=f"*Declared*\n{fmt.stamp(incident.declared_at)} by {fmt.user(incident.declared_by)}"
         ),
     ]
+    last = incident.last_update
+    if last is not None:
+        fields.append(
+            MarkdownTextObject(
+                text=f"*Last update*\n{fmt.stamp(last.posted_at)} by {fmt.user(last.posted_by)}"
+            )
+        )
+    if incident.next_update_due is not None:
+        fields.append(MarkdownTextObject(text=f"*Next update due*\n{fmt.stamp(incident.next_update_due)}"))
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=truncate(f"{incident.id} · {spec.label}", 150), emoji=True)),
         SectionBlock(
@@ -59,6 +68,8 @@ def header(incident: Incident, spec: SeveritySpec) -> Rendered:
             ]
         ),
     ]
+    if not incident.is_resolved:
+        blocks.append(updates.post_update_button(incident))
     text = f"{incident.id} ({spec.label}): {_title(incident)}. Status: {incident.status.value}"
     return Rendered(text=text, blocks=blocks)
 

@@ -1,0 +1,47 @@
+"""The clock of reminders: APScheduler polls the shared schedule in Redis from every process.
+
+APScheduler keeps only its own in-memory job (nothing of it goes to Redis, nothing is pickled);
+which reminders are due, and who delivers each, is decided by the atomic claim in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+log = logging.getLogger(__name__)
+
+
+class ReminderClock:
+    def __init__(self, deliver: Callable[[], Awaitable[int]], poll_seconds: float = 0.25) -> None:
+        self.deliver = deliver
+        self.poll_seconds = poll_seconds
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._poll,
+            "interval",
+            seconds=self.poll_seconds,
+            id="deliver-due-reminders",
+            max_instances=1,  # a slow poll is not stacked; the next one picks up the rest
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def stop(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._scheduler = None
+
+    async def _poll(self) -> None:
+        try:
+            await self.deliver()
+        except Exception:
+            log.exception("delivering due reminders failed; retrying on the next poll")

@@ -1,0 +1,46 @@
+"""Delivering due reminders and the managers' digest. Called by the scheduler in bot/."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.blocks import updates as update_blocks
+from bot.service import ReminderDue
+from bot.store import StoreUnavailable
+from handlers.announce import to_stakeholders
+from handlers.deps import Deps
+
+log = logging.getLogger(__name__)
+
+# At this many reminders without an update, managers are told the update is overdue.
+ESCALATE_AT_MISSED = 2
+
+
+async def deliver_due(deps: Deps) -> int:
+    """Post every reminder and digest that is due and claimed by this process; returns how many."""
+    try:
+        reminders, digests = await deps.service.claim_due_reminders()
+    except StoreUnavailable as exc:
+        log.warning("reminders not checked, store unavailable: %s", exc)
+        return 0
+    for due in reminders:
+        await _remind(deps, due)
+    for claim in digests:
+        incidents = await deps.service.open_incidents()
+        now = deps.service.clock()
+        pairs = [(i, deps.service.severity_spec(i.severity)) for i in incidents]
+        await to_stakeholders(deps, update_blocks.digest(pairs, now))
+        await deps.service.digest_sent(claim)
+    return len(reminders) + len(digests)
+
+
+async def _remind(deps: Deps, due: ReminderDue) -> None:
+    incident = due.incident
+    spec = deps.service.severity_spec(incident.severity)
+    now = deps.service.clock()
+    if incident.channel_id:
+        message = update_blocks.reminder(incident, spec, due.claim.missed, due.claim.due_at, now)
+        await deps.slack.post_message(incident.channel_id, message)
+    if due.claim.missed == ESCALATE_AT_MISSED:
+        await to_stakeholders(deps, update_blocks.overdue_note(incident, spec, now))
+    await deps.service.reminder_sent(due)
