@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
 
 class ActionId(StrEnum):
-    TICK = "checklist_tick"
+    TICK = "checklist_tick"  # a prefix: each item's element is `checklist_tick.<item id>`
     OPEN_UPDATE = "open_update_modal"
+
+
+def tick_action_id(item: str) -> str:
+    """Unique per item, so every element of a checklist message has its own action id."""
+    return f"{ActionId.TICK.value}.{item}"
+
+
+TICK_ACTION_PATTERN = re.compile(rf"^{ActionId.TICK.value}\.")
 
 
 class ItemRef(BaseModel):

@@ -10,7 +10,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
-from bot.ids import ActionId
+from bot.ids import TICK_ACTION_PATTERN
 from bot.store import NotAChecklistItem, StoreUnavailable
 from handlers.deps import deps_of
 from handlers.payloads import CheckboxClick
@@ -53,4 +53,4 @@ async def handle_tick(
 
 
 def register(app: AsyncApp) -> None:
-    app.action(ActionId.TICK.value)(handle_tick)
+    app.action(TICK_ACTION_PATTERN)(handle_tick)

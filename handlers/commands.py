@@ -32,7 +32,7 @@ async def handle_incident_command(
     command = SlashCommand.model_validate(body)
     parsed = parse_command(command.text)
     if isinstance(parsed, Help):
-        await ack(text=incident_blocks.usage(parsed.problem))
+        await ack(text=incident_blocks.usage(parsed.problem), response_type="ephemeral")
         return
     try:
         current = await deps.service.incident_in_channel(command.channel_id)
@@ -44,16 +44,18 @@ async def handle_incident_command(
             incident = await deps.service.declare_incident(
                 parsed.severity, parsed.title, command.user_id, command.channel_id
             )
-            await ack(text=incident_blocks.declared(incident))
+            await ack(text=incident_blocks.declared(incident), response_type="ephemeral")
             await open_incident(deps, incident, respond)
     except StoreUnavailable as exc:
         log.warning("/incident %s: store unavailable: %s", parsed.kind, exc)
         if ack.response is None:
-            await ack(text=STORE_DOWN)
+            await ack(text=STORE_DOWN, response_type="ephemeral")
         else:
             await respond(text=STORE_DOWN, response_type="ephemeral")
     except IncidentClosed:
-        await ack(text="This incident is already resolved, so nothing was changed.")
+        await ack(
+            text="This incident is already resolved, so nothing was changed.", response_type="ephemeral"
+        )
 
 
 async def _in_incident(
@@ -64,21 +66,23 @@ async def _in_incident(
     ack: AsyncAck,
 ) -> None:
     if incident is None:
-        await ack(text=incident_blocks.no_incident_here(parsed.kind))
+        await ack(text=incident_blocks.no_incident_here(parsed.kind), response_type="ephemeral")
         return
     spec = deps.service.severity_spec(incident.severity)
     if parsed.kind == "status":
-        await ack(text=update_blocks.status_reply(incident, spec, deps.service.clock()))
+        await ack(
+            text=update_blocks.status_reply(incident, spec, deps.service.clock()), response_type="ephemeral"
+        )
         return
     if incident.is_resolved:
-        await ack(text=already_resolved(incident))
+        await ack(text=already_resolved(incident), response_type="ephemeral")
         return
     if parsed.kind == "update":
         await ack()
         await open_update_modal(deps, incident, command.trigger_id)
         return
     resolved = await deps.service.resolve(incident.id, command.user_id)
-    await ack(text=f"Resolving *{resolved.id}*.")
+    await ack(text=f"Resolving *{resolved.id}*.", response_type="ephemeral")
     await announce_resolution(deps, resolved)
 
 
@@ -86,11 +90,11 @@ async def _change_severity(
     deps: Deps, parsed: Declare, incident: Incident, command: SlashCommand, ack: AsyncAck
 ) -> None:
     if incident.is_resolved:
-        await ack(text=incident_blocks.already_running(incident))
+        await ack(text=incident_blocks.already_running(incident), response_type="ephemeral")
         return
     if parsed.severity is incident.severity:
         label = deps.service.severity_spec(incident.severity).label
-        await ack(text=f"*{incident.id}* is already {label}; nothing was changed.")
+        await ack(text=f"*{incident.id}* is already {label}; nothing was changed.", response_type="ephemeral")
         return
     change = await deps.service.change_severity(incident.id, parsed.severity, command.user_id)
     await ack()

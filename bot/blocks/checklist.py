@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
 
 from bot.blocks import MAX_BLOCKS_PER_MESSAGE, Rendered
 from bot.blocks import format as fmt
-from bot.ids import ActionId, ItemRef
+from bot.ids import ItemRef, tick_action_id
 from bot.models import PHASE_GUIDE, ChecklistItem, ChecklistSection, MessageState, Phase, Tick
 from bot.text import escape_mrkdwn
 
@@ -69,7 +69,7 @@ def item_block(incident_id: str, item: ChecklistItem, tick: Tick | None, rev: in
         block_id=ItemRef(i=incident_id, k=item.id, v=rev).encode(),
         elements=[
             CheckboxesElement(
-                action_id=ActionId.TICK.value,
+                action_id=tick_action_id(item.id),
                 options=[option],
                 initial_options=[option] if tick is not None else None,
             )

@@ -38,7 +38,9 @@ class RecordingSlack(SlackGateway):
         return [m.text for c, m in self.posts if c == channel]
 
 
-def make(redis: aioredis.Redis, clock: FakeClock, tmp_path: object, digest: str = "null") -> tuple[Deps, RecordingSlack]:
+def make(
+    redis: aioredis.Redis, clock: FakeClock, tmp_path: object, digest: str = "null"
+) -> tuple[Deps, RecordingSlack]:
     path = tmp_path / "playbook.yml"  # type: ignore[operator]
     path.write_text(f"digest_every: {digest}\nseverities:\n  sev2: {{update_every: 4s}}\n")
     service = IncidentService(IncidentStore(redis), ScheduleStore(redis), load_playbook(path), clock)

@@ -95,7 +95,10 @@ def test_a_resolved_update_promises_no_next_update() -> None:
 
 
 def test_validation_names_each_bad_field() -> None:
-    assert validate_update(UpdateDraft(status="Identified", impact="x", current_state="y", next_update="15m")) == {}
+    assert (
+        validate_update(UpdateDraft(status="Identified", impact="x", current_state="y", next_update="15m"))
+        == {}
+    )
     errors = validate_update(
         UpdateDraft(status="Fixed", impact="   ", current_state="y" * 1501, next_update="soon")
     )

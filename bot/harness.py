@@ -1,0 +1,119 @@
+"""The real bot on a loopback port, against the Slack stand-in: for the end-to-end tests and the demo.
+
+Requests reach the bot over HTTP, signed as Slack signs them; every Web API call the bot makes
+goes to the stand-in through SLACK_API_URL. Nothing here touches the network beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import uvicorn
+
+from bot.app import IncidentBot, create_app
+from bot.models import utcnow
+from bot.settings import Settings
+from bot.slack_standin import SlackStandIn, SlackUser
+
+SIGNING_SECRET = "standin-signing-secret"
+STAKEHOLDER_CHANNEL = "C0MANAGERS"
+
+
+@dataclass
+class Running:
+    slack: SlackStandIn
+    bot: IncidentBot
+    user: SlackUser
+    url: str
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Wait until work started by earlier requests has finished (listeners run after acks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await self.bot.refresher.drain()
+            pending = [
+                t
+                for t in asyncio.all_tasks()
+                if t is not asyncio.current_task() and _is_listener_task(t)
+            ]
+            if not pending:
+                return
+            await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        raise TimeoutError("the bot did not settle")
+
+
+def _is_listener_task(task: asyncio.Task[object]) -> bool:
+    coro = task.get_coro()
+    name = getattr(coro, "__qualname__", "")
+    return "run_ack_function_asynchronously" in name or "run_async_middleware" in name
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0, every: float = 0.02) -> None:
+    """Wait until `check()` is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(every)
+
+
+@contextlib.asynccontextmanager
+async def serve_bot(bot: IncidentBot) -> AsyncIterator[str]:
+    """Serve the bot's ASGI app under uvicorn on a free loopback port; yields its events URL."""
+    config = uvicorn.Config(
+        bot.asgi(), host="127.0.0.1", port=0, lifespan="on", log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped the server
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/slack/events"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    *,
+    slack: SlackStandIn | None = None,
+    redis: aioredis.Redis | None = None,
+    playbook_path: Path | None = None,
+    stakeholder_channel: str = STAKEHOLDER_CHANNEL,
+    create_channels: bool = True,
+    clock: Callable[[], datetime] = utcnow,
+    refresh_interval: float = 0.05,
+    reminder_poll: float = 0.1,
+) -> AsyncIterator[Running]:
+    """A stand-in Slack (started here unless given) and the bot serving HTTP against it."""
+    async with contextlib.AsyncExitStack() as stack:
+        if slack is None:
+            slack = await stack.enter_async_context(SlackStandIn())
+        settings = Settings(
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=slack.url,
+            INCIDENT_PLAYBOOK=playbook_path,
+            INCIDENT_STAKEHOLDER_CHANNEL=stakeholder_channel,
+            INCIDENT_CREATE_CHANNELS=create_channels,
+        )
+        bot = create_app(
+            settings,
+            redis=redis,
+            clock=clock,
+            refresh_interval=refresh_interval,
+            reminder_poll=reminder_poll,
+        )
+        url = await stack.enter_async_context(serve_bot(bot))
+        yield Running(slack=slack, bot=bot, user=SlackUser(slack, url, SIGNING_SECRET), url=url)
