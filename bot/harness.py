@@ -39,9 +39,7 @@ class Running:
         while time.monotonic() < deadline:
             await self.bot.refresher.drain()
             pending = [
-                t
-                for t in asyncio.all_tasks()
-                if t is not asyncio.current_task() and _is_listener_task(t)
+                t for t in asyncio.all_tasks() if t is not asyncio.current_task() and _is_listener_task(t)
             ]
             if not pending:
                 return
@@ -55,7 +53,11 @@ def _is_listener_task(task: asyncio.Task[object]) -> bool:
     return "run_ack_function_asynchronously" in name or "run_async_middleware" in name
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0, every: float = 0.02) -> None:
+async def eventually(
+    check: Callable[[], bool],
+    timeout: float = 5.0,
+    every: float = 0.02,
+) -> None:
     """Wait until `check()` is true; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not check():

@@ -24,19 +24,33 @@ def channel_name(prefix: str, number: int, title: str) -> str:
     base = slugify(f"{prefix}-{number}") or f"inc-{number}"
     slug = slugify(title)
     if not slug:
-        return base[:MAX_CHANNEL_NAME]
+        return base[:MAX_CHANNEL_NAME].strip("-_")
     name = f"{base}-{slug}"
     if len(name) > MAX_CHANNEL_NAME:
         cut = name[:MAX_CHANNEL_NAME]
-        name = cut.rsplit("-", 1)[0] if "-" in cut[len(base) + 1 :] else cut
+        ends_a_word = name[MAX_CHANNEL_NAME] == "-"
+        if not ends_a_word and "-" in cut[len(base) + 1 :]:
+            cut = cut.rsplit("-", 1)[0]
+        name = cut
     return name.strip("-_")
 
 
 def channel_name_candidates(name: str, attempts: int = 5) -> Iterator[str]:
-    """The name, then `name-2` .. `name-N`, then a random suffix: for Slack's `name_taken`."""
+    """The name, `attempts - 1` numbered variants (`name-2`, ...), then a random suffix: for
+    Slack's `name_taken`. All distinct: a name cut to fit could otherwise come back as itself."""
+    seen = {name}
     yield name
-    for n in range(2, attempts + 1):
-        suffix = f"-{n}"
-        yield name[: MAX_CHANNEL_NAME - len(suffix)].rstrip("-_") + suffix
-    suffix = f"-{secrets.token_hex(3)}"
-    yield name[: MAX_CHANNEL_NAME - len(suffix)].rstrip("-_") + suffix
+    n = 2
+    while len(seen) < attempts:
+        candidate = _with_suffix(name, f"-{n}")
+        n += 1
+        if candidate not in seen:
+            seen.add(candidate)
+            yield candidate
+    while (candidate := _with_suffix(name, f"-{secrets.token_hex(3)}")) in seen:
+        continue
+    yield candidate
+
+
+def _with_suffix(name: str, suffix: str) -> str:
+    return name[: MAX_CHANNEL_NAME - len(suffix)].rstrip("-_") + suffix

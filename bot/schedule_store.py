@@ -69,6 +69,10 @@ return 1
 """
 
 
+# Polling runs every fraction of a second; a claim later than this was missed by a dead process.
+LATE_AFTER = timedelta(seconds=2)
+
+
 class Claim(BaseModel):
     """A due reminder (or digest) this process now owns until it confirms delivery."""
 
@@ -79,6 +83,10 @@ class Claim(BaseModel):
 
     def lateness(self, now: datetime) -> timedelta:
         return now - self.due_at
+
+    def is_late(self, now: datetime) -> bool:
+        """Later than polling explains: no bot process was running when it fell due."""
+        return self.lateness(now) > LATE_AFTER
 
 
 def _ts(at: datetime) -> str:

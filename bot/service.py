@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel
 
@@ -309,10 +309,9 @@ class IncidentService:
 
     async def reminder_sent(self, due: ReminderDue) -> None:
         now = self.clock()
-        late = due.claim.lateness(now)
         text = f"Reminder {due.claim.missed}: update overdue"
-        if late > timedelta(seconds=5):
-            text += f" (delivered {int(late.total_seconds())}s late)"
+        if due.claim.is_late(now):
+            text += f" (delivered {int(due.claim.lateness(now).total_seconds())}s late)"
         await self.store.append_event(
             due.incident.id, TimelineEvent(at=now, kind=EventKind.REMINDER, text=text)
         )

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from bot import keys
@@ -36,6 +36,10 @@ class StoreUnavailable(Exception):
 
 
 class IncidentNotFound(Exception):
+    pass
+
+
+class IncidentExists(Exception):
     pass
 
 
@@ -123,12 +127,16 @@ class IncidentStore:
 
     @translate_errors
     async def create_incident(self, incident: Incident, event: TimelineEvent) -> None:
+        """Store a new incident and its first timeline event; never touches an existing one."""
+        key = keys.incident(incident.id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.incident(incident.id), incident.model_dump_json(), nx=True)
+            await pipe.watch(key)
+            if await pipe.exists(key):
+                raise IncidentExists(f"incident {incident.id} already exists")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set(key, incident.model_dump_json())
             pipe.rpush(keys.timeline(incident.id), event.model_dump_json())
-            created, _ = await pipe.execute()
-        if not created:
-            raise RedisError(f"incident {incident.id} already exists")
+            await pipe.execute()  # WatchError if another writer created it meanwhile
         # The open-incidents index lives in its own slot, so it is written after the incident.
         await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
 

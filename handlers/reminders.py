@@ -39,7 +39,7 @@ async def _remind(deps: Deps, due: ReminderDue) -> None:
     spec = deps.service.severity_spec(incident.severity)
     now = deps.service.clock()
     if incident.channel_id:
-        message = update_blocks.reminder(incident, spec, due.claim.missed, due.claim.due_at, now)
+        message = update_blocks.reminder(incident, spec, due.claim, now)
         await deps.slack.post_message(incident.channel_id, message)
     if due.claim.missed == ESCALATE_AT_MISSED:
         await to_stakeholders(deps, update_blocks.overdue_note(incident, spec, now))

@@ -70,7 +70,7 @@ def header(incident: Incident, spec: SeveritySpec) -> Rendered:
     ]
     if not incident.is_resolved:
         blocks.append(updates.post_update_button(incident))
-    text = f"{incident.id} ({spec.label}): {_title(incident)}. Status: {incident.status.value}"
+    text = f"{incident.id} ({label}): {_title(incident)}. Status: {incident.status.value}"
     return Rendered(text=text, blocks=blocks)
 
 

@@ -25,6 +25,7 @@ from bot.blocks import format as fmt
 from bot.ids import INPUT_ACTION, ActionId, CallbackId, IncidentRef, UpdateField
 from bot.models import Incident, Severity, Status, StatusUpdate, format_duration, parse_duration
 from bot.playbook import SeveritySpec
+from bot.schedule_store import LATE_AFTER, Claim
 from bot.text import escape_mrkdwn, truncate
 
 NEXT_UPDATE_CHOICES = ("5m", "10m", "15m", "30m", "1h", "2h", "4h", "8h", "24h")
@@ -165,20 +166,20 @@ def status_reply(incident: Incident, spec: SeveritySpec, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def reminder(
-    incident: Incident, spec: SeveritySpec, missed: int, due_at: datetime, now: datetime
-) -> Rendered:
+def reminder(incident: Incident, spec: SeveritySpec, claim: Claim, now: datetime) -> Rendered:
     """In the incident channel: the next update is due. Mentions the commander."""
-    promised = incident.next_update_due or due_at
-    when = "is due now" if promised >= now - timedelta(seconds=5) else f"was due at {fmt.due(promised, now)}"
+    promised = incident.next_update_due or claim.due_at
+    when = "is due now" if promised >= now - LATE_AFTER else f"was due at {fmt.due(promised, now)}"
     line = (
-        f":alarm_clock: {fmt.user(incident.commander)} the next update for {incident_line(incident, spec)} "
-        f"{when}. Post one so nobody has to ask."
+        f":alarm_clock: {fmt.user(incident.commander)} the next update for "
+        f"{incident_line(incident, spec)} {when}. Post one so nobody has to ask."
     )
-    late = now - due_at
-    context = f"Reminder {missed} since the last update"
-    if late > timedelta(seconds=5):
-        context += f" · this reminder is {fmt.elapsed(late)} late (the bot was not running when it fell due)"
+    context = f"Reminder {claim.missed} since the last update"
+    if claim.is_late(now):
+        context += (
+            f" · this reminder is {fmt.elapsed(claim.lateness(now))} late "
+            "(no bot process was running when it fell due)"
+        )
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=line)),
         ContextBlock(elements=[MarkdownTextObject(text=context)]),

@@ -174,4 +174,3 @@ async def test_a_playbook_override_changes_only_what_it_names(tmp_path: object) 
         body = json.dumps([m.blocks for m in running.slack.messages(channel.id)])
         assert "Page the owner" in body and "How many users" not in body
         assert "Minor issue, few users affected" in body  # the rest of sev4 is the built-in
-

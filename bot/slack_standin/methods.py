@@ -1,0 +1,545 @@
+"""The Web API methods the stand-in answers, with Slack's response shapes and errors.
+
+Each handler takes a `CallContext` (the parsed arguments plus the workspace) and returns the
+`ok: true` body, or raises `ApiError` with the code Slack would answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .limits import Rejection, check_message, check_view, parse_json_argument
+from .ratelimit import RateLimiter
+from .workspace import (
+    PERMALINK_HOST,
+    Channel,
+    JsonDict,
+    Message,
+    OpenedView,
+    TriggerId,
+    Workspace,
+)
+
+# https://docs.slack.dev/reference/methods/views.open: a trigger_id expires 3 seconds after
+# it was issued, and can be exchanged once.
+TRIGGER_TTL_SECONDS = 3.0
+# https://docs.slack.dev/reference/methods/conversations.create: names are lowercase letters,
+# digits, hyphens and underscores, at most 80 characters.
+MAX_CHANNEL_NAME_CHARS = 80
+CHANNEL_NAME_CHARS = frozenset(string.ascii_lowercase + string.digits + "-_")
+# https://docs.slack.dev/surfaces/modals: a modal holds at most 3 views in its stack.
+MAX_VIEW_STACK = 3
+
+
+class ApiError(Exception):
+    """An `ok: false` answer; `extra` carries method-specific fields (needed, provided, ...)."""
+
+    def __init__(
+        self,
+        error: str,
+        *,
+        reasons: list[str] | None = None,
+        reasons_in_body: bool = False,
+        http_status: int = 200,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(error)
+        self.error = error
+        # Reasons are always recorded for tests; Slack only sends them for validation errors.
+        self.reasons = list(reasons or [])
+        self.reasons_in_body = reasons_in_body
+        self.http_status = http_status
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    @classmethod
+    def from_rejection(cls, rejection: Rejection) -> ApiError:
+        return cls(rejection.error, reasons=rejection.reasons, reasons_in_body=True)
+
+    def to_response(self) -> JsonDict:
+        body: JsonDict = {"ok": False, "error": self.error, **self.extra}
+        if self.reasons_in_body and self.reasons:
+            body["errors"] = list(self.reasons)
+            body["response_metadata"] = {"messages": [f"[ERROR] {r}" for r in self.reasons]}
+        return body
+
+
+@dataclass
+class CallContext:
+    workspace: Workspace
+    params: JsonDict
+    scopes: frozenset[str]
+    allow_channel_creation: bool
+    limiter: RateLimiter | None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    # -- guards ---------------------------------------------------------------------------
+
+    def require_scope(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise ApiError(
+                "missing_scope",
+                reasons=[f"this call needs the {scope} scope"],
+                needed=scope,
+                provided=",".join(sorted(self.scopes)),
+            )
+
+    def rate_limit(self, method: str, key: str = "workspace") -> None:
+        if self.limiter is None:
+            return
+        retry_after = self.limiter.take(method, key)
+        if retry_after is not None:
+            raise ApiError(
+                "ratelimited",
+                reasons=[f"{method} rate limit reached for {key}; retry after {retry_after}s"],
+                http_status=429,
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    # -- arguments ------------------------------------------------------------------------
+
+    def text_arg(self, name: str) -> str | None:
+        value = self.params.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool | int | float):
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        if not isinstance(value, str):
+            raise ApiError("invalid_arguments", reasons=[f"{name} must be a string"])
+        return value
+
+    def required_text_arg(self, name: str, error: str = "invalid_arguments") -> str:
+        value = self.text_arg(name)
+        if not value:
+            raise ApiError(error, reasons=[f"missing required argument '{name}'"])
+        return value
+
+    def bool_arg(self, name: str) -> bool:
+        value = self.params.get(name)
+        if isinstance(value, bool):
+            return value
+        return str(value).lower() in ("1", "true") if value is not None else False
+
+    def json_arg(self, name: str, error: str) -> object:
+        if self.params.get(name) is None:
+            return None
+        try:
+            return parse_json_argument(self.params[name])
+        except (json.JSONDecodeError, TypeError):
+            raise ApiError(error, reasons=[f"{name} is not valid JSON"]) from None
+
+    # -- shared lookups -------------------------------------------------------------------
+
+    @property
+    def bot_user(self) -> str:
+        return self.workspace.bot.user_id
+
+    def visible_channel(self, id_or_name: str | None, *, by_name: bool = True) -> Channel:
+        """A channel the bot can see: private channels it is not in do not exist for it."""
+        ws = self.workspace
+        if not id_or_name:
+            raise ApiError("channel_not_found", reasons=["no channel given"])
+        channel = ws.resolve_channel(id_or_name) if by_name else ws.channel(id_or_name)
+        if channel is None or (channel.is_private and self.bot_user not in channel.members):
+            raise ApiError("channel_not_found", reasons=[f"no channel '{id_or_name}' visible"])
+        return channel
+
+    def ensure_can_post(self, channel: Channel) -> None:
+        if channel.is_archived:
+            raise ApiError("is_archived", reasons=[f"#{channel.name} is archived"])
+        is_member = self.bot_user in channel.members
+        if not is_member and "chat:write.public" not in self.scopes:
+            raise ApiError(
+                "not_in_channel",
+                reasons=[f"the bot is not in #{channel.name} and lacks chat:write.public"],
+            )
+
+    def message_content(self) -> tuple[str | None, object, object]:
+        text = self.text_arg("text")
+        blocks = self.json_arg("blocks", "invalid_blocks_format")
+        attachments = self.json_arg("attachments", "invalid_attachments")
+        if blocks is not None and not isinstance(blocks, list):
+            raise ApiError("invalid_blocks_format", reasons=["blocks must be a JSON array"])
+        return text, blocks, attachments
+
+
+Handler = Callable[[CallContext], JsonDict]
+
+
+# -- auth / users ---------------------------------------------------------------------------
+
+
+def auth_test(ctx: CallContext) -> JsonDict:
+    bot = ctx.workspace.bot
+    return {
+        "ok": True,
+        "url": f"{PERMALINK_HOST}/",
+        "team": bot.team_name,
+        "user": bot.name,
+        "team_id": bot.team_id,
+        "user_id": bot.user_id,
+        "bot_id": bot.bot_id,
+        "is_enterprise_install": False,
+    }
+
+
+def users_info(ctx: CallContext) -> JsonDict:
+    ctx.require_scope("users:read")
+    user_id = ctx.required_text_arg("user", "user_not_found")
+    user = ctx.workspace.users.get(user_id)
+    if user is None:
+        raise ApiError("user_not_found", reasons=[f"no user {user_id}"])
+    return {"ok": True, "user": user.to_slack(ctx.workspace.bot.team_id)}
+
+
+# -- chat -----------------------------------------------------------------------------------
+
+
+def chat_post_message(ctx: CallContext) -> JsonDict:
+    ctx.require_scope("chat:write")
+    channel = ctx.visible_channel(ctx.text_arg("channel"))
+    ctx.ensure_can_post(channel)
+    ctx.rate_limit("chat.postMessage", channel.id)
+    text, blocks, attachments = ctx.message_content()
+    rejection = check_message(text=text, blocks=blocks, attachments=attachments)
+    if rejection is not None:
+        raise ApiError.from_rejection(rejection)
+    message = ctx.workspace.add_message(
+        channel_id=channel.id,
+        text=text or "",
+        blocks=_as_block_list(blocks),
+        attachments=_as_block_list(attachments),
+        thread_ts=ctx.text_arg("thread_ts"),
+    )
+    return {"ok": True, "channel": channel.id, "ts": message.ts, "message": message.to_slack()}
+
+
+def chat_update(ctx: CallContext) -> JsonDict:
+    ctx.require_scope("chat:write")
+    # chat.update identifies the conversation by ID only, never by name.
+    channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
+    ts = ctx.required_text_arg("ts", "message_not_found")
+    message = ctx.workspace.find_message(channel.id, ts)
+    if message is None:
+        raise ApiError("message_not_found", reasons=[f"no message {ts} in {channel.id}"])
+    if message.user != ctx.bot_user:
+        raise ApiError("cant_update_message", reasons=["only the bot's own messages can change"])
+    ctx.rate_limit("chat.update")
+    text, blocks, attachments = ctx.message_content()
+    if text is None and blocks is None and attachments is None:
+        raise ApiError("no_text", reasons=["chat.update needs text, blocks or attachments"])
+    rejection = check_message(text=text, blocks=blocks, content_required=False)
+    if rejection is not None:
+        raise ApiError.from_rejection(rejection)
+
+    # Slack keeps the previous blocks only when neither text nor blocks are given.
+    new_blocks = _as_block_list(blocks) if blocks is not None else []
+    new_text = text if text is not None else message.text
+    if not new_text and not new_blocks and not attachments:
+        raise ApiError("no_text", reasons=["the updated message would be empty"])
+    message.text = new_text
+    message.blocks = ctx.workspace.with_generated_ids(new_blocks)
+    if attachments is not None:
+        message.attachments = _as_block_list(attachments)
+    if blocks is None:
+        message.edited_ts = ctx.workspace.next_ts()
+    return {
+        "ok": True,
+        "channel": channel.id,
+        "ts": message.ts,
+        "text": message.text,
+        "message": message.to_slack(),
+    }
+
+
+def chat_post_ephemeral(ctx: CallContext) -> JsonDict:
+    ctx.require_scope("chat:write")
+    channel = ctx.visible_channel(ctx.text_arg("channel"))
+    ctx.ensure_can_post(channel)
+    user_id = ctx.required_text_arg("user", "user_not_in_channel")
+    if user_id not in ctx.workspace.users or (not channel.is_general and user_id not in channel.members):
+        raise ApiError("user_not_in_channel", reasons=[f"{user_id} is not in #{channel.name}"])
+    text, blocks, attachments = ctx.message_content()
+    rejection = check_message(text=text, blocks=blocks, attachments=attachments)
+    if rejection is not None:
+        raise ApiError.from_rejection(rejection)
+    ephemeral = ctx.workspace.add_ephemeral(
+        channel_id=channel.id,
+        user_id=user_id,
+        text=text or "",
+        blocks=_as_block_list(blocks),
+        thread_ts=ctx.text_arg("thread_ts"),
+    )
+    return {"ok": True, "message_ts": ephemeral.ts}
+
+
+def chat_get_permalink(ctx: CallContext) -> JsonDict:
+    channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
+    ts = ctx.required_text_arg("message_ts", "message_not_found")
+    message = ctx.workspace.find_message(channel.id, ts)
+    if message is None:
+        raise ApiError("message_not_found", reasons=[f"no message {ts} in {channel.id}"])
+    return {"ok": True, "channel": channel.id, "permalink": permalink(message)}
+
+
+def permalink(message: Message) -> str:
+    link = f"{PERMALINK_HOST}/archives/{message.channel}/p{message.ts.replace('.', '')}"
+    if message.thread_ts is not None and message.thread_ts != message.ts:
+        link += f"?thread_ts={message.thread_ts}&cid={message.channel}"
+    return link
+
+
+# -- conversations --------------------------------------------------------------------------
+
+
+def conversations_create(ctx: CallContext) -> JsonDict:
+    is_private = ctx.bool_arg("is_private")
+    ctx.require_scope("groups:write" if is_private else "channels:manage")
+    ctx.rate_limit("conversations.create")
+    if not ctx.allow_channel_creation:
+        raise ApiError("restricted_action", reasons=["workspace settings forbid creating channels"])
+    name = ctx.text_arg("name") or ""
+    _check_channel_name(ctx.workspace, name)
+    channel = ctx.workspace.create_channel(name, is_private=is_private, creator=ctx.bot_user)
+    return {"ok": True, "channel": channel.to_slack(ctx.bot_user)}
+
+
+def _check_channel_name(workspace: Workspace, name: str) -> None:
+    if not name:
+        raise ApiError("invalid_name_required", reasons=["channel name is empty"])
+    if len(name) > MAX_CHANNEL_NAME_CHARS:
+        raise ApiError(
+            "invalid_name_maxlength",
+            reasons=[f"channel name is {len(name)} characters; at most {MAX_CHANNEL_NAME_CHARS}"],
+        )
+    bad = sorted(set(name) - CHANNEL_NAME_CHARS)
+    if bad:
+        raise ApiError(
+            "invalid_name_specials",
+            reasons=[f"channel name has characters Slack refuses: {''.join(bad)!r}"],
+        )
+    if set(name) <= {"-", "_"}:
+        raise ApiError("invalid_name_punctuation", reasons=["channel name is only punctuation"])
+    if workspace.channel_by_name(name) is not None:
+        raise ApiError("name_taken", reasons=[f"#{name} already exists"])
+
+
+def conversations_invite(ctx: CallContext) -> JsonDict:
+    channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
+    ctx.require_scope("groups:write" if channel.is_private else "channels:manage")
+    if ctx.bot_user not in channel.members:
+        raise ApiError("not_in_channel", reasons=[f"the bot is not in #{channel.name}"])
+    user_ids = _user_list(ctx.params.get("users"))
+    if not user_ids:
+        raise ApiError("no_user", reasons=["no users given"])
+
+    failures: list[JsonDict] = []
+    for user_id in user_ids:
+        if user_id == ctx.bot_user:
+            failures.append({"user": user_id, "ok": False, "error": "cant_invite_self"})
+        elif user_id not in ctx.workspace.users:
+            failures.append({"user": user_id, "ok": False, "error": "user_not_found"})
+        elif user_id in channel.members:
+            failures.append({"user": user_id, "ok": False, "error": "already_in_channel"})
+    if failures:
+        # Without force=true Slack invites nobody when any user fails.
+        raise ApiError(
+            str(failures[0]["error"]),
+            reasons=[f"{f['user']}: {f['error']}" for f in failures],
+            errors=failures,
+        )
+    channel.members.update(user_ids)
+    return {"ok": True, "channel": channel.to_slack(ctx.bot_user)}
+
+
+def _user_list(raw: object) -> list[str]:
+    if isinstance(raw, list):
+        return [str(u).strip() for u in raw if str(u).strip()]
+    if isinstance(raw, str):
+        return [u.strip() for u in raw.split(",") if u.strip()]
+    return []
+
+
+def conversations_join(ctx: CallContext) -> JsonDict:
+    ctx.require_scope("channels:join")
+    channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
+    if channel.is_private:
+        raise ApiError(
+            "method_not_supported_for_channel_type",
+            reasons=["private channels cannot be joined, only invited to"],
+        )
+    body: JsonDict = {"ok": True, "channel": channel.to_slack(ctx.bot_user)}
+    if ctx.bot_user in channel.members:
+        body["warning"] = "already_in_channel"
+        body["response_metadata"] = {"warnings": ["already_in_channel"]}
+        return body
+    channel.members.add(ctx.bot_user)
+    body["channel"] = channel.to_slack(ctx.bot_user)
+    return body
+
+
+def conversations_info(ctx: CallContext) -> JsonDict:
+    channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
+    ctx.require_scope("groups:read" if channel.is_private else "channels:read")
+    include_num = ctx.bool_arg("include_num_members")
+    return {"ok": True, "channel": channel.to_slack(ctx.bot_user, include_num_members=include_num)}
+
+
+# -- views ----------------------------------------------------------------------------------
+
+
+def views_open(ctx: CallContext) -> JsonDict:
+    view = _checked_view(ctx)
+    trigger = _exchange_trigger(ctx)
+    opened = open_view(ctx.workspace, view, user_id=trigger.user_id, trigger_id=trigger.id)
+    return {"ok": True, "view": opened.to_slack(ctx.workspace.bot)}
+
+
+def views_push(ctx: CallContext) -> JsonDict:
+    view = _checked_view(ctx)
+    trigger = _exchange_trigger(ctx)
+    ws = ctx.workspace
+    below = _top_view(ws, trigger)
+    if below is None:
+        # Slack does not document a push with no modal open; treat it as a fresh modal.
+        opened = open_view(ws, view, user_id=trigger.user_id, trigger_id=trigger.id)
+        return {"ok": True, "view": opened.to_slack(ws.bot)}
+    stack = [v for v in ws.views.values() if v.is_open and v.root_view_id == below.root_view_id]
+    if len(stack) >= MAX_VIEW_STACK:
+        raise ApiError("push_limit_reached", reasons=[f"a modal holds at most {MAX_VIEW_STACK}"])
+    opened = open_view(ws, view, user_id=trigger.user_id, trigger_id=trigger.id, below=below)
+    return {"ok": True, "view": opened.to_slack(ws.bot)}
+
+
+def views_update(ctx: CallContext) -> JsonDict:
+    ws = ctx.workspace
+    view_id = ctx.text_arg("view_id")
+    external_id = ctx.text_arg("external_id")
+    if not view_id and not external_id:
+        raise ApiError("invalid_arguments", reasons=["views.update needs view_id or external_id"])
+    target = next(
+        (
+            v
+            for v in ws.views.values()
+            if (view_id and v.id == view_id) or (external_id and v.external_id == external_id)
+        ),
+        None,
+    )
+    if target is None or not target.is_open:
+        raise ApiError("not_found", reasons=[f"no open view {view_id or external_id}"])
+    expected_hash = ctx.text_arg("hash")
+    if expected_hash and expected_hash != target.hash:
+        raise ApiError("hash_conflict", reasons=["the view changed since that hash was issued"])
+    view = _checked_view(ctx, updating=target)
+    replace_view(ws, target, view)
+    return {"ok": True, "view": target.to_slack(ws.bot)}
+
+
+def _checked_view(ctx: CallContext, updating: OpenedView | None = None) -> JsonDict:
+    view = ctx.json_arg("view", "invalid_arguments")
+    if view is None:
+        raise ApiError("invalid_arguments", reasons=["missing required argument 'view'"])
+    rejection = check_view(view)
+    if rejection is not None:
+        raise ApiError.from_rejection(rejection)
+    assert isinstance(view, dict)  # check_view refuses anything else
+    external_id = view.get("external_id")
+    # external_id must be unique across the team's views.
+    if external_id and any(
+        v.external_id == external_id and v is not updating for v in ctx.workspace.views.values()
+    ):
+        raise ApiError("duplicate_external_id", reasons=[f"external_id {external_id} is taken"])
+    return view
+
+
+def _exchange_trigger(ctx: CallContext) -> TriggerId:
+    trigger_id = ctx.required_text_arg("trigger_id", "invalid_trigger_id")
+    trigger = ctx.workspace.triggers.get(trigger_id)
+    if trigger is None:
+        raise ApiError("invalid_trigger_id", reasons=[f"{trigger_id} was never issued"])
+    if trigger.used:
+        raise ApiError("exchanged_trigger_id", reasons=[f"{trigger_id} was already used"])
+    age = ctx.workspace.clock() - trigger.issued_at
+    if age > TRIGGER_TTL_SECONDS:
+        raise ApiError(
+            "expired_trigger_id",
+            reasons=[f"{trigger_id} is {age:.1f}s old; it lives {TRIGGER_TTL_SECONDS:.0f}s"],
+        )
+    trigger.used = True
+    return trigger
+
+
+def _top_view(ws: Workspace, trigger: TriggerId) -> OpenedView | None:
+    if trigger.view_id is not None:
+        source = ws.views.get(trigger.view_id)
+        if source is not None and source.is_open:
+            stack = [v for v in ws.views.values() if v.is_open and v.root_view_id == source.root_view_id]
+            return stack[-1]
+    open_views = [v for v in ws.views.values() if v.is_open and v.user_id == trigger.user_id]
+    return open_views[-1] if open_views else None
+
+
+def open_view(
+    ws: Workspace,
+    view: JsonDict,
+    *,
+    user_id: str,
+    trigger_id: str | None,
+    below: OpenedView | None = None,
+) -> OpenedView:
+    view_id = f"V{ws.next_number('view'):04d}"
+    stored = copy.deepcopy(view)
+    stored["blocks"] = ws.with_generated_ids(list(view.get("blocks", [])))
+    opened = OpenedView(
+        id=view_id,
+        user_id=user_id,
+        trigger_id=trigger_id,
+        view=stored,
+        hash=_new_hash(ws),
+        root_view_id=below.root_view_id if below is not None else view_id,
+        previous_view_id=below.id if below is not None else None,
+        opened_at=ws.clock(),
+    )
+    ws.views[view_id] = opened
+    return opened
+
+
+def replace_view(ws: Workspace, target: OpenedView, view: JsonDict) -> None:
+    stored = copy.deepcopy(view)
+    stored["blocks"] = ws.with_generated_ids(list(view.get("blocks", [])))
+    target.view = stored
+    target.hash = _new_hash(ws)
+
+
+def _new_hash(ws: Workspace) -> str:
+    return f"{int(ws.clock())}.{secrets.token_hex(4)}"
+
+
+def _as_block_list(value: object) -> list[JsonDict]:
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, dict)]
+
+
+METHODS: dict[str, Handler] = {
+    "auth.test": auth_test,
+    "chat.postMessage": chat_post_message,
+    "chat.update": chat_update,
+    "chat.postEphemeral": chat_post_ephemeral,
+    "chat.getPermalink": chat_get_permalink,
+    "conversations.create": conversations_create,
+    "conversations.invite": conversations_invite,
+    "conversations.join": conversations_join,
+    "conversations.info": conversations_info,
+    "views.open": views_open,
+    "views.update": views_update,
+    "views.push": views_push,
+    "users.info": users_info,
+}

@@ -1,0 +1,351 @@
+"""`SlackStandIn`: a loopback HTTP server that answers like the Slack Web API.
+
+Point the bot's clients at `slack.url` (e.g. `AsyncWebClient(base_url=slack.url)`); every
+call is recorded, validated like Slack validates it, and applied to an in-memory workspace
+that tests can inspect.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Literal
+
+from aiohttp import web
+
+from .interactions import apply_view_submission_reply, deliver_reply, response_url_refusal
+from .methods import METHODS, ApiError, CallContext
+from .ratelimit import RateLimitConfig, RateLimiter
+from .workspace import (
+    DEFAULT_CHANNELS,
+    DEFAULT_USERS,
+    ApiCall,
+    BotIdentity,
+    Channel,
+    EphemeralMessage,
+    JsonDict,
+    Message,
+    OpenedView,
+    ResponseDelivery,
+    ResponseUrl,
+    SeedChannel,
+    SeedUser,
+    TriggerId,
+    Workspace,
+)
+
+# What incident-bot asks for at install time.
+DEFAULT_BOT_SCOPES = frozenset(
+    {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "channels:manage",
+        "channels:read",
+        "groups:write",
+        "users:read",
+    }
+)
+
+
+class SlackStandIn:
+    """A fake Slack workspace on 127.0.0.1, strict where Slack is strict."""
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-standin",
+        scopes: Iterable[str] | None = None,
+        allow_channel_creation: bool = True,
+        rate_limits: bool = False,
+        rate_limit_config: RateLimitConfig | None = None,
+        channels: Iterable[SeedChannel] = DEFAULT_CHANNELS,
+        users: Iterable[SeedUser] = DEFAULT_USERS,
+        bot: BotIdentity | None = None,
+        clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.bot_token = bot_token
+        self.scopes = frozenset(scopes if scopes is not None else DEFAULT_BOT_SCOPES)
+        self.allow_channel_creation = allow_channel_creation
+        self.bot = bot or BotIdentity()
+        self.workspace = Workspace(bot=self.bot, users=users, channels=channels, clock=clock)
+        self._clock = clock
+        self._limiter = RateLimiter(rate_limit_config or RateLimitConfig(), clock) if rate_limits else None
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the stand-in is already running")
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/response/{response_id}", self._handle_response_url)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self._host, self._port).start()
+        address = runner.addresses[0]
+        self._runner = runner
+        self._base_url = f"http://{address[0]}:{address[1]}/"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+        self._base_url = None
+
+    async def __aenter__(self) -> SlackStandIn:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("start() the stand-in first")
+        return self._base_url
+
+    @property
+    def url(self) -> str:
+        """The Web API base URL for slack_sdk clients, e.g. http://127.0.0.1:PORT/api/."""
+        return f"{self.base_url}api/"
+
+    # -- what the Slack client side hands out ---------------------------------------------
+
+    def new_trigger_id(self, user_id: str, *, view_id: str | None = None) -> str:
+        """A trigger_id for views.open, valid 3 seconds and once, as Slack issues them."""
+        number = self.workspace.next_number("trigger")
+        trigger_id = f"{number}.{int(self._clock())}.{secrets.token_hex(16)}"
+        self.workspace.triggers[trigger_id] = TriggerId(
+            id=trigger_id, user_id=user_id, issued_at=self._clock(), view_id=view_id
+        )
+        return trigger_id
+
+    def new_response_url(self, channel_id: str, user_id: str, *, message_ts: str | None = None) -> str:
+        """A response_url bound to a channel and user (and the clicked message, if any)."""
+        response_id = f"{self.workspace.next_number('response_url')}-{secrets.token_hex(8)}"
+        self.workspace.response_urls[response_id] = ResponseUrl(
+            id=response_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            message_ts=message_ts,
+            issued_at=self._clock(),
+        )
+        return f"{self.base_url}response/{response_id}"
+
+    def apply_ack(self, channel_id: str, user_id: str, body: JsonDict) -> ResponseDelivery:
+        """Shows a slash command's ack body the way Slack does (ephemeral unless in_channel)."""
+        delivery = deliver_reply(
+            self.workspace,
+            payload=body,
+            channel_id=channel_id,
+            user_id=user_id,
+            message_ts=None,
+            response_url_id=None,
+            source="ack",
+        )
+        self._record_reply("ack", delivery)
+        return delivery
+
+    def apply_view_submission_reply(self, view_id: str, reply: object) -> list[str]:
+        """Applies the app's view_submission ack; a refused new view shows in rejected_calls()."""
+        view = self.workspace.views[view_id]
+        reasons = apply_view_submission_reply(self.workspace, view, reply)
+        if reasons:
+            self._record(
+                "view_submission.response_action",
+                reply if isinstance(reply, dict) else {},
+                {"ok": False, "error": "invalid_arguments"},
+                200,
+                reasons,
+                kind="reply",
+            )
+        return reasons
+
+    # -- queries for tests ----------------------------------------------------------------
+
+    def calls(self, method: str | None = None) -> list[ApiCall]:
+        """Web API calls in the order they arrived, optionally only one method's."""
+        return [
+            c for c in self.workspace.calls if c.kind == "web_api" and (method is None or c.method == method)
+        ]
+
+    def rejected_calls(self) -> list[ApiCall]:
+        """Every call answered ok=false (including HTTP 429), with the reasons why.
+
+        Besides Web API methods this covers refused replies: method "response_url", "ack"
+        (a slash command's ack body) and "view_submission.response_action".
+        """
+        return [c for c in self.workspace.calls if not c.ok]
+
+    def messages(self, channel_id: str) -> list[Message]:
+        return list(self.workspace.messages.get(channel_id, []))
+
+    def message(self, channel_id: str, ts: str) -> Message:
+        message = self.workspace.find_message(channel_id, ts)
+        if message is None:
+            raise KeyError(f"no message {ts} in {channel_id}")
+        return message
+
+    def ephemerals(self, user_id: str | None = None) -> list[EphemeralMessage]:
+        return [e for e in self.workspace.ephemerals if user_id is None or e.user == user_id]
+
+    def channel_by_name(self, name: str) -> Channel | None:
+        return self.workspace.channel_by_name(name)
+
+    def channels(self) -> list[Channel]:
+        return list(self.workspace.channels.values())
+
+    def views(self) -> list[OpenedView]:
+        return list(self.workspace.views.values())
+
+    def view(self, view_id: str) -> OpenedView:
+        return self.workspace.views[view_id]
+
+    def responses(self) -> list[ResponseDelivery]:
+        return list(self.workspace.responses)
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params, token, body_error = await _read_call(request)
+        try:
+            if body_error is not None:
+                raise ApiError("invalid_form_data", reasons=[body_error])
+            handler = METHODS.get(method)
+            if handler is None:
+                raise ApiError("unknown_method", req_method=method)
+            self._authenticate(token)
+            context = CallContext(
+                workspace=self.workspace,
+                params=params,
+                scopes=self.scopes,
+                allow_channel_creation=self.allow_channel_creation,
+                limiter=self._limiter,
+            )
+            body = handler(context)
+            self._record(method, params, body, 200)
+            return web.json_response(body)
+        except ApiError as error:
+            body = error.to_response()
+            self._record(method, params, body, error.http_status, error.reasons)
+            return web.json_response(body, status=error.http_status, headers=error.headers)
+
+    def _authenticate(self, token: str | None) -> None:
+        if not token:
+            raise ApiError("not_authed", reasons=["no token: use Authorization: Bearer"])
+        if token != self.bot_token:
+            raise ApiError("invalid_auth", reasons=["the token is not this workspace's bot token"])
+
+    def _record(
+        self,
+        method: str,
+        params: JsonDict,
+        body: JsonDict,
+        status: int,
+        reasons: list[str] | None = None,
+        kind: Literal["web_api", "reply"] = "web_api",
+    ) -> None:
+        error = body.get("error")
+        self.workspace.calls.append(
+            ApiCall(
+                kind=kind,
+                method=method,
+                params=params,
+                ok=bool(body.get("ok")) and status == 200,
+                error=error if isinstance(error, str) else None,
+                http_status=status,
+                reasons=list(reasons or []),
+                response=body,
+                at=self._clock(),
+            )
+        )
+
+    def _record_reply(self, method: str, delivery: ResponseDelivery) -> None:
+        # Replies are not Web API calls, but a refused one is just as much a bot bug.
+        body: JsonDict = {"ok": delivery.ok}
+        if delivery.error is not None:
+            body["error"] = delivery.error
+        self._record(method, delivery.payload, body, delivery.http_status, delivery.reasons, kind="reply")
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        url = self.workspace.response_urls.get(request.match_info["response_id"])
+        if url is None:
+            return web.Response(status=404, text="no_service")
+        try:
+            payload: object = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = None
+        refusal = response_url_refusal(self.workspace, url)
+        if refusal is not None:
+            delivery = ResponseDelivery(
+                response_url_id=url.id,
+                channel_id=url.channel_id,
+                user_id=url.user_id,
+                payload=payload if isinstance(payload, dict) else {},
+                ok=False,
+                http_status=404,
+                error="expired_url",
+                reasons=[refusal],
+                at=self._clock(),
+            )
+            self.workspace.responses.append(delivery)
+        else:
+            delivery = deliver_reply(
+                self.workspace,
+                payload=payload,
+                channel_id=url.channel_id,
+                user_id=url.user_id,
+                message_ts=url.message_ts,
+                response_url_id=url.id,
+            )
+            if delivery.ok:
+                url.uses += 1
+        self._record_reply("response_url", delivery)
+        return web.Response(status=delivery.http_status, text=delivery.error or "ok")
+
+
+async def _read_call(request: web.Request) -> tuple[JsonDict, str | None, str | None]:
+    """Merges query string, form body and JSON body the way Slack reads arguments.
+
+    Returns (params without the token, token, why the body could not be read).
+    """
+    params: dict[str, Any] = dict(request.query)
+    header = request.headers.get("Authorization", "")
+    token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
+    body_error: str | None = None
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            try:
+                data = await request.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                data = None
+            if isinstance(data, dict):
+                # Slack ignores a token inside a JSON body: JSON calls must use the header.
+                data.pop("token", None)
+                params.update(data)
+            else:
+                body_error = "the JSON body is not an object"
+        else:
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    form_token = params.pop("token", None)
+    if token is None and isinstance(form_token, str):
+        token = form_token
+    return params, token, body_error

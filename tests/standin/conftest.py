@@ -1,0 +1,29 @@
+"""Fixtures for the Slack stand-in's own tests: a started stand-in on a controllable clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack_standin import SlackStandIn
+
+from .builders import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest_asyncio.fixture
+async def slack(clock: FakeClock) -> AsyncIterator[SlackStandIn]:
+    async with SlackStandIn(clock=clock) as standin:
+        yield standin
+
+
+@pytest.fixture
+def client(slack: SlackStandIn) -> AsyncWebClient:
+    return AsyncWebClient(token=slack.bot_token, base_url=slack.url)

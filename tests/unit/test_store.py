@@ -1,0 +1,441 @@
+"""The Redis store contract, run on fakeredis and on a real Redis (the `store` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from bot import keys
+from bot.models import (
+    ChecklistItem,
+    ChecklistMessage,
+    ChecklistSection,
+    EventKind,
+    Incident,
+    Phase,
+    Severity,
+    Tick,
+    TimelineEvent,
+    item_id,
+)
+from bot.store import (
+    IncidentExists,
+    IncidentNotFound,
+    IncidentStore,
+    NotAChecklistItem,
+    StoreUnavailable,
+    connect,
+)
+
+NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+TS_ASSESS = "1764079200.000100"
+TS_MITIGATE = "1764079201.000200"
+
+
+def make_incident(number: int = 1, **changes: Any) -> Incident:
+    fields: dict[str, Any] = {
+        "id": f"INC-{number}",
+        "number": number,
+        "severity": Severity.SEV2,
+        "title": "Checkout requests failing",
+        "declared_by": "U1",
+        "commander": "U1",
+        "declared_at": NOW,
+        "updated_at": NOW,
+        "origin_channel": "C0",
+    }
+    fields.update(changes)
+    return Incident(**fields)
+
+
+def declared(incident: Incident) -> TimelineEvent:
+    return TimelineEvent(at=NOW, kind=EventKind.DECLARED, by=incident.declared_by, text="Declared")
+
+
+def section(title: str, count: int) -> ChecklistSection:
+    texts = [f"{title} {n}" for n in range(count)]
+    return ChecklistSection(
+        title=title, items=tuple(ChecklistItem(id=item_id(title, t), text=t) for t in texts)
+    )
+
+
+def message(ts: str, phase: Phase, *sections: ChecklistSection) -> ChecklistMessage:
+    return ChecklistMessage(channel="C1", ts=ts, phase=phase, sections=sections)
+
+
+def tick_event(item: str, by: str = "U2", kind: EventKind = EventKind.TICKED) -> TimelineEvent:
+    return TimelineEvent(at=NOW, kind=kind, by=by, text=kind.value, item=item)
+
+
+async def snapshot(store: IncidentStore) -> dict[str, Any]:
+    """Every key and its whole value, to prove that a failed write wrote nothing."""
+    redis = store.redis
+    dump: dict[str, Any] = {}
+    for key in sorted(await redis.keys("*")):
+        kind = await redis.type(key)
+        if kind == "string":
+            dump[key] = await redis.get(key)
+        elif kind == "list":
+            dump[key] = await redis.lrange(key, 0, -1)
+        elif kind == "hash":
+            dump[key] = await redis.hgetall(key)
+        elif kind == "zset":
+            dump[key] = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            dump[key] = sorted(await redis.smembers(key))
+        else:
+            raise AssertionError(f"unexpected type {kind} of {key}")
+    return dump
+
+
+async def seed_checklists(store: IncidentStore) -> tuple[Incident, ChecklistMessage, ChecklistMessage]:
+    """An incident with two checklist messages: assess (4 items) and mitigate (2 sections of 3)."""
+    incident = make_incident()
+    await store.create_incident(incident, declared(incident))
+    assess = message(TS_ASSESS, Phase.ASSESS, section("Impact", 4))
+    mitigate = message(TS_MITIGATE, Phase.MITIGATE, section("Rollback", 3), section("Scaling", 3))
+    await store.add_checklist_message(incident.id, assess)
+    await store.add_checklist_message(incident.id, mitigate)
+    return incident, assess, mitigate
+
+
+# -- key names ---------------------------------------------------------------------------------
+
+
+async def test_incident_keys_carry_the_id_as_a_hash_tag(store: IncidentStore) -> None:
+    incident_id, number = await store.next_incident_id()
+    incident = make_incident(number)
+    await store.create_incident(incident, declared(incident))
+    await store.update_incident(incident_id, lambda i: i.model_copy(update={"channel_id": "C9"}))
+    await store.index_channel("C9", incident_id)
+    checklist = message(TS_ASSESS, Phase.ASSESS, section("Impact", 2))
+    await store.add_checklist_message(incident_id, checklist)
+    item = checklist.item_ids()[0]
+    await store.set_tick(incident_id, TS_ASSESS, item, Tick(by="U2", at=NOW), tick_event(item))
+
+    found = set(await store.redis.keys("*"))
+
+    per_incident = {k for k in found if k.startswith(f"{keys.PREFIX}:")}
+    assert per_incident == {
+        "incident:{INC-1}",
+        "incident:{INC-1}:timeline",
+        "incident:{INC-1}:messages",
+        "incident:{INC-1}:items",
+        "incident:{INC-1}:ticks",
+        "incident:{INC-1}:revs",
+    }
+    assert found - per_incident == {keys.SEQUENCE, keys.OPEN, keys.BY_CHANNEL}
+    assert len({key_slot(k.encode()) for k in per_incident}) == 1  # one Redis Cluster slot
+    assert all(re.fullmatch(r"incident:\{INC-1\}(:[a-z]+)?", k) for k in per_incident)
+
+
+# -- incidents ---------------------------------------------------------------------------------
+
+
+async def test_next_incident_ids_count_up(store: IncidentStore) -> None:
+    assert [await store.next_incident_id() for _ in range(3)] == [("INC-1", 1), ("INC-2", 2), ("INC-3", 3)]
+
+
+async def test_create_and_get_incident_round_trip(store: IncidentStore) -> None:
+    incident = make_incident(7, channel_id="C7", header_ts="1.2", status_changed_at={})
+    event = declared(incident)
+    await store.create_incident(incident, event)
+
+    assert await store.get_incident("INC-7") == incident
+    assert await store.timeline("INC-7") == [event]
+    assert await store.open_incident_ids() == ["INC-7"]
+
+
+async def test_get_unknown_incident(store: IncidentStore) -> None:
+    with pytest.raises(IncidentNotFound):
+        await store.get_incident("INC-404")
+
+
+async def test_create_incident_twice_fails_and_keeps_the_first(store: IncidentStore) -> None:
+    first = make_incident(3, title="first")
+    await store.create_incident(first, declared(first))
+
+    with pytest.raises(IncidentExists, match="already exists"):
+        await store.create_incident(make_incident(3, title="second"), declared(first))
+
+    assert await store.get_incident("INC-3") == first
+
+
+async def test_create_incident_twice_writes_nothing(store: IncidentStore) -> None:
+    first = make_incident(3, title="first")
+    await store.create_incident(first, declared(first))
+    before = await snapshot(store)
+
+    with pytest.raises(IncidentExists, match="already exists"):
+        await store.create_incident(make_incident(3, title="second"), declared(first))
+
+    assert await snapshot(store) == before
+
+
+async def test_update_incident_applies_the_change_and_the_event(store: IncidentStore) -> None:
+    incident = make_incident()
+    await store.create_incident(incident, declared(incident))
+    event = TimelineEvent(at=NOW, kind=EventKind.CHANNEL, text="moved")
+
+    updated = await store.update_incident("INC-1", lambda i: i.model_copy(update={"channel_id": "C5"}), event)
+
+    assert updated == incident.model_copy(update={"channel_id": "C5"})
+    assert await store.get_incident("INC-1") == updated
+    assert (await store.timeline("INC-1"))[-1] == event
+
+
+async def test_update_unknown_incident(store: IncidentStore) -> None:
+    with pytest.raises(IncidentNotFound):
+        await store.update_incident("INC-404", lambda i: i)
+    assert await store.redis.keys("*") == []
+
+
+async def test_concurrent_updates_lose_nothing(store: IncidentStore) -> None:
+    incident = make_incident(title="t")
+    await store.create_incident(incident, declared(incident))
+
+    def append(n: int) -> Any:
+        return lambda current: current.model_copy(update={"title": f"{current.title}|{n}"})
+
+    await asyncio.gather(
+        *(
+            store.update_incident(
+                "INC-1", append(n), TimelineEvent(at=NOW, kind=EventKind.STATUS_UPDATE, text=str(n))
+            )
+            for n in range(20)
+        )
+    )
+
+    parts = (await store.get_incident("INC-1")).title.split("|")
+    assert parts[0] == "t"
+    assert sorted(parts[1:], key=int) == [str(n) for n in range(20)]
+    events = (await store.timeline("INC-1"))[1:]
+    assert sorted(e.text for e in events) == sorted(str(n) for n in range(20))
+
+
+async def test_channel_index(store: IncidentStore) -> None:
+    incident = make_incident(channel_id="C9")
+    await store.create_incident(incident, declared(incident))
+    assert await store.incident_for_channel("C9") is None
+
+    await store.index_channel("C9", "INC-1")
+
+    assert await store.incident_for_channel("C9") == incident
+    assert await store.incident_for_channel("C10") is None
+
+
+# -- ticks -------------------------------------------------------------------------------------
+
+
+async def test_tick_and_untick(store: IncidentStore) -> None:
+    incident, assess, _ = await seed_checklists(store)
+    item = assess.item_ids()[1]
+    tick = Tick(by="U2", at=NOW)
+
+    changed, state = await store.set_tick(incident.id, TS_ASSESS, item, tick, tick_event(item))
+    assert changed is True
+    assert state.ticks == {item: tick}
+    assert state.rev == 1
+    assert state.message == assess
+    assert await store.ticks(incident.id) == {item: tick}
+
+    changed, state = await store.set_tick(
+        incident.id, TS_ASSESS, item, None, tick_event(item, kind=EventKind.UNTICKED)
+    )
+    assert changed is True
+    assert state.ticks == {}
+    assert state.rev == 2
+    assert await store.ticks(incident.id) == {}
+
+    kinds = [(e.kind, e.item) for e in await store.timeline(incident.id)]
+    assert kinds == [(EventKind.DECLARED, None), (EventKind.TICKED, item), (EventKind.UNTICKED, item)]
+
+
+async def test_ticking_twice_keeps_the_first_ticker(store: IncidentStore) -> None:
+    incident, assess, _ = await seed_checklists(store)
+    item = assess.item_ids()[0]
+    first = Tick(by="U2", at=NOW)
+    await store.set_tick(incident.id, TS_ASSESS, item, first, tick_event(item, by="U2"))
+    timeline_before = await store.timeline(incident.id)
+
+    changed, state = await store.set_tick(
+        incident.id, TS_ASSESS, item, Tick(by="U3", at=NOW + timedelta(minutes=5)), tick_event(item, by="U3")
+    )
+
+    assert changed is False
+    assert state.ticks == {item: first}
+    assert state.rev == 1  # unchanged
+    assert await store.timeline(incident.id) == timeline_before
+    assert await store.message_revision(incident.id, TS_ASSESS) == 1
+
+
+async def test_unticking_an_unticked_item_changes_nothing(store: IncidentStore) -> None:
+    incident, assess, _ = await seed_checklists(store)
+    item = assess.item_ids()[0]
+    before = await snapshot(store)
+
+    changed, state = await store.set_tick(
+        incident.id, TS_ASSESS, item, None, tick_event(item, kind=EventKind.UNTICKED)
+    )
+
+    assert changed is False
+    assert state.rev == 0
+    assert state.ticks == {}
+    assert await snapshot(store) == before
+
+
+async def test_revisions_are_per_message(store: IncidentStore) -> None:
+    incident, _, mitigate = await seed_checklists(store)
+    for item in mitigate.item_ids()[:3]:
+        await store.set_tick(incident.id, TS_MITIGATE, item, Tick(by="U2", at=NOW), tick_event(item))
+
+    assert await store.message_revision(incident.id, TS_MITIGATE) == 3
+    assert await store.message_revision(incident.id, TS_ASSESS) == 0
+    state = await store.message_state(incident.id, TS_MITIGATE)
+    assert state.rev == 3
+    assert set(state.ticks) == set(mitigate.item_ids()[:3])
+
+
+@pytest.mark.parametrize(
+    ("ts", "pick"),
+    [
+        pytest.param(
+            TS_ASSESS, lambda assess, mitigate: mitigate.item_ids()[0], id="item-of-another-message"
+        ),
+        pytest.param(TS_ASSESS, lambda assess, mitigate: "0123456789", id="unknown-item"),
+        pytest.param(
+            "9999999999.000000", lambda assess, mitigate: assess.item_ids()[0], id="unknown-message"
+        ),
+    ],
+)
+@pytest.mark.parametrize("checked", [True, False])
+async def test_foreign_or_stale_clicks_write_nothing(
+    store: IncidentStore, ts: str, pick: Any, checked: bool
+) -> None:
+    incident, assess, mitigate = await seed_checklists(store)
+    # One existing tick, so an untick of a foreign item would have something to delete.
+    for item in mitigate.item_ids():
+        await store.set_tick(incident.id, TS_MITIGATE, item, Tick(by="U9", at=NOW), tick_event(item))
+    item = pick(assess, mitigate)
+    before = await snapshot(store)
+
+    with pytest.raises(NotAChecklistItem):
+        await store.set_tick(
+            incident.id, ts, item, Tick(by="U2", at=NOW) if checked else None, tick_event(item)
+        )
+
+    assert await snapshot(store) == before
+
+
+async def test_ticks_on_an_unknown_incident_are_rejected(store: IncidentStore) -> None:
+    with pytest.raises(NotAChecklistItem):
+        await store.set_tick("INC-404", TS_ASSESS, "0123456789", Tick(by="U2", at=NOW), tick_event("x"))
+    assert await store.redis.keys("*") == []
+
+
+async def test_fifty_concurrent_ticks_all_stick(store: IncidentStore) -> None:
+    incident = make_incident()
+    await store.create_incident(incident, declared(incident))
+    big = message(TS_ASSESS, Phase.ASSESS, *(section(f"S{n}", 10) for n in range(5)))
+    await store.add_checklist_message(incident.id, big)
+    items = big.item_ids()
+    assert len(items) == 50
+
+    results = await asyncio.gather(
+        *(
+            store.set_tick(
+                incident.id, TS_ASSESS, item, Tick(by=f"U{n}", at=NOW), tick_event(item, by=f"U{n}")
+            )
+            for n, item in enumerate(items)
+        )
+    )
+
+    assert all(changed for changed, _ in results)
+    assert sorted(state.rev for _, state in results) == list(range(1, 51))
+    ticks = await store.ticks(incident.id)
+    assert {item: t.by for item, t in ticks.items()} == {item: f"U{n}" for n, item in enumerate(items)}
+    assert await store.message_revision(incident.id, TS_ASSESS) == 50
+    ticked = [e.item for e in await store.timeline(incident.id) if e.kind is EventKind.TICKED]
+    assert sorted(ticked) == sorted(items)
+
+
+async def test_message_state_of_an_unknown_message(store: IncidentStore) -> None:
+    incident, _, _ = await seed_checklists(store)
+    with pytest.raises(NotAChecklistItem):
+        await store.message_state(incident.id, "9999999999.000000")
+
+
+async def test_checklist_messages_in_posting_order(store: IncidentStore) -> None:
+    incident, assess, mitigate = await seed_checklists(store)
+    assert await store.checklist_messages(incident.id) == [assess, mitigate]
+
+
+# -- serialisation -----------------------------------------------------------------------------
+
+
+async def test_stored_values_are_json_never_pickles(store: IncidentStore) -> None:
+    assert await store.next_incident_id() == ("INC-1", 1)
+    incident, assess, _ = await seed_checklists(store)
+    await store.index_channel("C1", incident.id)
+    await store.set_tick(incident.id, TS_ASSESS, assess.item_ids()[0], Tick(by="U2", at=NOW), tick_event("x"))
+
+    dump = await snapshot(store)  # decode_responses: a pickle (b"\x80...") would not even decode
+    assert dump
+    for key, value in dump.items():
+        if key.startswith(f"{keys.PREFIX}:"):
+            values = (
+                value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+            )
+            for raw in values:
+                json.loads(raw)  # every value of an incident's keys is JSON
+    # The global indexes hold bare ids and numbers.
+    assert json.loads(dump[keys.SEQUENCE]) == 1
+    assert dump[keys.BY_CHANNEL] == {"C1": "INC-1"}
+    assert dump[keys.OPEN] == [("INC-1", NOW.timestamp())]
+    assert json.loads(dump["incident:{INC-1}"])["id"] == "INC-1"
+    for raw in dump["incident:{INC-1}:messages"].values():
+        assert json.loads(raw)["ts"] in (TS_ASSESS, TS_MITIGATE)
+
+
+# -- an unreachable Redis ----------------------------------------------------------------------
+
+UNREACHABLE_CALLS = {
+    "ping": lambda s: s.ping(),
+    "next_incident_id": lambda s: s.next_incident_id(),
+    "create_incident": lambda s: s.create_incident(make_incident(), declared(make_incident())),
+    "get_incident": lambda s: s.get_incident("INC-1"),
+    "update_incident": lambda s: s.update_incident("INC-1", lambda i: i),
+    "incident_for_channel": lambda s: s.incident_for_channel("C1"),
+    "timeline": lambda s: s.timeline("INC-1"),
+    "add_checklist_message": lambda s: s.add_checklist_message(
+        "INC-1", message(TS_ASSESS, Phase.ASSESS, section("I", 1))
+    ),
+    "set_tick": lambda s: s.set_tick(
+        "INC-1", TS_ASSESS, "0123456789", Tick(by="U2", at=NOW), tick_event("x")
+    ),
+    "message_state": lambda s: s.message_state("INC-1", TS_ASSESS),
+}
+
+
+@pytest.fixture
+async def unreachable_store() -> Any:
+    store = IncidentStore(connect("redis://127.0.0.1:1/0"))
+    yield store
+    await store.close()
+
+
+@pytest.mark.parametrize("call", list(UNREACHABLE_CALLS.values()), ids=list(UNREACHABLE_CALLS))
+async def test_unreachable_redis_raises_store_unavailable(
+    unreachable_store: IncidentStore, call: Any
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(StoreUnavailable):
+        await call(unreachable_store)
+    assert loop.time() - started < 2  # well inside Slack's 3-second budget
