@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,14 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the bot")
     run.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT, else 3000)")
     run.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on (default 0.0.0.0)")
+    demo = sub.add_parser(
+        "demo", help="play a scripted incident against a built-in Slack stand-in (no workspace needed)"
+    )
+    demo.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL") or None,
+        help="run on this Redis (its database is flushed) instead of the embedded store",
+    )
     return parser
 
 
@@ -80,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "demo":
+        from bot.demo import main as demo_main
+
+        return demo_main(args.redis_url)
     return _fail(f"unknown command {args.command}")
 
 

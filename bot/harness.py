@@ -19,6 +19,7 @@ import uvicorn
 
 from bot.app import IncidentBot, create_app
 from bot.models import utcnow
+from bot.playbook import Playbook
 from bot.settings import Settings
 from bot.slack_standin import SlackStandIn, SlackUser
 
@@ -92,6 +93,7 @@ async def running_bot(
     slack: SlackStandIn | None = None,
     redis: aioredis.Redis | None = None,
     playbook_path: Path | None = None,
+    playbook: Playbook | None = None,
     stakeholder_channel: str = STAKEHOLDER_CHANNEL,
     create_channels: bool = True,
     clock: Callable[[], datetime] = utcnow,
@@ -113,6 +115,7 @@ async def running_bot(
         bot = create_app(
             settings,
             redis=redis,
+            playbook=playbook,
             clock=clock,
             refresh_interval=refresh_interval,
             reminder_poll=reminder_poll,

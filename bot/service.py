@@ -141,6 +141,15 @@ class IncidentService:
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         return await self.store.timeline(incident_id)
 
+    async def checklist_item_texts(self, incident_id: str) -> dict[str, str]:
+        """Item id -> text for every checklist item posted for the incident."""
+        return {
+            item.id: item.text
+            for message in await self.store.checklist_messages(incident_id)
+            for section in message.sections
+            for item in section.items
+        }
+
     async def post_update(self, incident_id: str, draft: UpdateDraft, by: str) -> UpdateOutcome:
         """Record a validated update; reschedules reminders, or stops them on Resolved."""
         if validate_update(draft):

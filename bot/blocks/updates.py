@@ -240,7 +240,8 @@ def resolution(incident: Incident, spec: SeveritySpec, open_verification: list[s
     """The final message, for the channel and for stakeholders."""
     lines = [f":white_check_mark: {incident_line(incident, spec)} is *resolved*."]
     if incident.last_update is not None:
-        lines.append(template_lines(incident.last_update))
+        # The last reported impact and state, under the status the incident has now.
+        lines.append(template_lines(incident.last_update.model_copy(update={"status": Status.RESOLVED})))
     lines.append(
         f"Time to identified: {_time_to(incident, Status.IDENTIFIED)} · "
         f"to monitoring: {_time_to(incident, Status.MONITORING)} · "

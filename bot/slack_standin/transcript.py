@@ -7,6 +7,7 @@ when the option is in `initial_options`, `[ ] text` otherwise; buttons as `[ Lab
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from .workspace import EphemeralMessage, JsonDict, Message
@@ -37,7 +38,23 @@ def render_channel(standin: SlackStandIn, channel_id: str, *, viewer: str | None
         for reply in replies:
             author = names.get(reply.user, reply.user)
             lines += render_message_lines(author, reply.text, reply.blocks, indent=INDENT)
-    return "\n".join(lines)
+    channels = {cid: channel.name for cid, channel in standin.workspace.channels.items()}
+    return _as_read(("\n".join(lines)), names, channels)
+
+
+_MENTION = re.compile(r"<([@#])([A-Z0-9]+)(?:\|([^>]*))?>")
+
+
+def _as_read(text: str, users: dict[str, str], channels: dict[str, str]) -> str:
+    """Mentions as Slack displays them (`@alice`, `#general`), then entities unescaped."""
+
+    def name(match: re.Match[str]) -> str:
+        sigil, ident, label = match.groups()
+        known = users if sigil == "@" else channels
+        return f"{sigil}{label or known.get(ident, ident)}"
+
+    shown = _MENTION.sub(name, text)
+    return shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def render_message_lines(author: str, text: str, blocks: list[JsonDict], *, indent: str = "") -> list[str]:

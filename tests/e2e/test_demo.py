@@ -1,0 +1,26 @@
+"""`incident-bot demo` on a fresh machine: no workspace, no tokens, no Redis server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_the_demo_plays_a_whole_incident_and_exits_zero() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_URL"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "demo"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "#inc-1-checkout-requests-failing" in out
+    # Two responders' simultaneous ticks both show, with who ticked them.
+    assert "[x] How many users are affected? — @alice" in out
+    assert "[x] Which features/services are affected? — @bob" in out
+    assert "*Status:* Identified" in out and "Reminder 1 since the last update" in out
+    assert "raised *INC-1* from SEV2 to *SEV1*" in out
+    assert "[x] Error rate decreased — @carol" in out and "[ ] Metrics match baseline" in out
+    assert "is *resolved*" in out and "Open incidents at" in out
+    assert "timeline of INC-1" in out and 'ticked "How many users are affected?"' in out
+    assert "embedded in-memory store" in done.stderr
