@@ -22,10 +22,19 @@ class ChecklistRefresher:
     in Redis is checked again: if another process (or a click that raced this one) moved it on,
     the message is rendered again, so the last update always shows the newest state."""
 
-    def __init__(self, service: IncidentService, slack: SlackGateway, min_interval: float = 0.3) -> None:
+    def __init__(
+        self,
+        service: IncidentService,
+        slack: SlackGateway,
+        min_interval: float = 0.3,
+        retry_delay: float = 1.0,
+        max_retries: int = 5,
+    ) -> None:
         self.service = service
         self.slack = slack
         self.min_interval = min_interval
+        self.retry_delay = retry_delay
+        self.max_retries = max_retries
         self._pending: dict[MessageKey, MessageState] = {}
         self._tasks: dict[MessageKey, asyncio.Task[None]] = {}
 
@@ -43,11 +52,20 @@ class ChecklistRefresher:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def _run(self, key: MessageKey) -> None:
+        retries = 0
         try:
             while key in self._pending:
                 state = self._pending.pop(key)
                 rendered = checklist_message(state)
-                await self.slack.update_message(state.message.channel, state.message.ts, rendered)
+                sent = await self.slack.update_message(state.message.channel, state.message.ts, rendered)
+                if sent.retryable and retries < self.max_retries:
+                    # Still rate limited after the client's own retries: keep the newest state
+                    # queued and try again, rather than leave the message showing an old one.
+                    retries += 1
+                    self._pending.setdefault(key, state)
+                    await asyncio.sleep(self.retry_delay)
+                    continue
+                retries = 0
                 await asyncio.sleep(self.min_interval)  # clicks arriving now join the next update
                 if key in self._pending:
                     continue

@@ -20,11 +20,19 @@ from bot.naming import channel_name_candidates
 log = logging.getLogger(__name__)
 
 
+# Failures worth trying again: Slack asked us to slow down, or the network hiccupped.
+RETRYABLE_ERRORS = frozenset({"ratelimited", "connection_error", "internal_error", "fatal_error"})
+
+
 @dataclass(frozen=True)
 class Result:
     ok: bool
     error: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def retryable(self) -> bool:
+        return not self.ok and self.error in RETRYABLE_ERRORS
 
 
 class SlackGateway:
@@ -58,12 +66,11 @@ class SlackGateway:
         )
         return str(result.data["ts"]) if result.ok else None
 
-    async def update_message(self, channel: str, ts: str, message: Rendered) -> bool:
-        result = await self._call(
+    async def update_message(self, channel: str, ts: str, message: Rendered) -> Result:
+        return await self._call(
             "chat.update",
             self.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.block_dicts()),
         )
-        return result.ok
 
     async def post_ephemeral(self, channel: str, user: str, text: str) -> bool:
         result = await self._call(

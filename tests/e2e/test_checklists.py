@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+import redis.asyncio as aioredis
+
 from bot.harness import Running, running_bot
 from bot.ids import ItemRef
+from bot.slack_standin import Bucket, RateLimitConfig, SlackStandIn
 from bot.slack_standin.workspace import Message
 from bot.store import connect
-from tests.e2e.conftest import RedisProcess
+from tests.e2e.conftest import RedisProcess, connect_like
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 GENERAL = "C0GENERAL"
@@ -174,3 +177,25 @@ async def test_a_playbook_override_changes_only_what_it_names(tmp_path: object) 
         body = json.dumps([m.blocks for m in running.slack.messages(channel.id)])
         assert "Page the owner" in body and "How many users" not in body
         assert "Minor issue, few users affected" in body  # the rest of sev4 is the built-in
+
+
+async def test_rate_limited_updates_still_end_showing_the_stored_state(real_redis: aioredis.Redis) -> None:
+    """chat.update allows 2 at once then 1 a second: the burst trips it, the bot waits it out."""
+    limits = RateLimitConfig(chat_update=Bucket(burst=2, per_second=1.0))
+    async with (
+        SlackStandIn(rate_limits=True, rate_limit_config=limits) as slack,
+        running_bot(slack=slack, redis=connect_like(real_redis)) as running,
+    ):
+        channel, _ = await open_sev2(running)
+        mitigate = running.slack.messages(channel)[2]
+        users = [ALICE, BOB, CAROL]
+        for wave in range(3):  # three bursts, each racing the previous one's updates
+            await asyncio.gather(
+                *(click(running, users[n % 3], channel, mitigate, n, (n + wave) % 3 != 0) for n in range(12))
+            )
+        await running.settle(timeout=15)
+        stored = await running.bot.store.ticks("INC-1")
+        shown = ticked(running.slack.message(channel, mitigate.ts))
+        assert set(shown) == set(stored) and len(stored) == 8
+        rejected = running.slack.rejected_calls()
+        assert rejected and {(c.method, c.error) for c in rejected} == {("chat.update", "ratelimited")}

@@ -15,7 +15,7 @@ from bot.store import IncidentStore
 from handlers.deps import Deps
 from handlers.refresh import ChecklistRefresher
 from handlers.reminders import deliver_due
-from handlers.slack_api import SlackGateway
+from handlers.slack_api import Result, SlackGateway
 from tests.conftest import FakeClock
 
 STAKEHOLDERS = "C0MANAGERS"
@@ -31,8 +31,8 @@ class RecordingSlack(SlackGateway):
         self.posts.append((channel, message))
         return f"{len(self.posts)}.000000"
 
-    async def update_message(self, channel: str, ts: str, message: Rendered) -> bool:
-        return True
+    async def update_message(self, channel: str, ts: str, message: Rendered) -> Result:
+        return Result(ok=True)
 
     def texts(self, channel: str) -> list[str]:
         return [m.text for c, m in self.posts if c == channel]
