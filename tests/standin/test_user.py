@@ -431,7 +431,7 @@ async def test_transcript_reads_like_the_channel(slack: SlackStandIn) -> None:
             "    [ ] Page the on-call — via PagerDuty",
             "    [ ] Open a status page",
             "    [ Resolve ]",
-            "    Commander: <@U0ALICE>",
+            "    Commander: @alice",  # mentions read as Slack shows them
             "    incident-bot:",
             "        Paged the on-call",
         ]
