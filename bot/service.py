@@ -72,7 +72,6 @@ def validate_update(draft: UpdateDraft) -> dict[str, str]:
 class UpdateOutcome(BaseModel):
     incident: Incident
     update: StatusUpdate
-    previous_status: Status
     post_verification: bool  # first move to Monitoring: the Verification checklist is due
 
 
@@ -84,6 +83,26 @@ class SeverityChange(BaseModel):
 class ReminderDue(BaseModel):
     incident: Incident
     claim: Claim
+
+
+def _move_to(
+    incident: Incident, status: Status, now: datetime, last_update: StatusUpdate | None = None
+) -> Incident:
+    """The incident in `status`, remembering when it first reached each status."""
+    if incident.is_resolved:
+        raise IncidentClosed(incident.id)
+    reached = dict(incident.status_changed_at)
+    reached.setdefault(status, now)
+    due = None if status is Status.RESOLVED or last_update is None else last_update.next_due
+    return incident.model_copy(
+        update={
+            "status": status,
+            "status_changed_at": reached,
+            "last_update": last_update or incident.last_update,
+            "next_update_due": due,
+            "updated_at": now,
+        }
+    )
 
 
 class IncidentService:
@@ -163,23 +182,9 @@ class IncidentService:
             posted_by=by,
             posted_at=now,
         )
-        previous: list[Incident] = []
 
         def change(incident: Incident) -> Incident:
-            if incident.is_resolved:
-                raise IncidentClosed(incident.id)
-            previous[:] = [incident]
-            reached = dict(incident.status_changed_at)
-            reached.setdefault(update.status, now)
-            return incident.model_copy(
-                update={
-                    "status": update.status,
-                    "status_changed_at": reached,
-                    "last_update": update,
-                    "next_update_due": None if update.status is Status.RESOLVED else update.next_due,
-                    "updated_at": now,
-                }
-            )
+            return _move_to(incident, update.status, now, last_update=update)
 
         event = TimelineEvent(
             at=now,
@@ -189,7 +194,6 @@ class IncidentService:
             f"Current state: {update.current_state}",
         )
         incident = await self.store.update_incident(incident_id, change, event)
-        before = previous[0]
         if incident.is_resolved:
             await self._close(incident)
         else:
@@ -197,7 +201,6 @@ class IncidentService:
         return UpdateOutcome(
             incident=incident,
             update=update,
-            previous_status=before.status,
             post_verification=update.status is Status.MONITORING and incident.verification_ts is None,
         )
 
@@ -205,18 +208,7 @@ class IncidentService:
         now = self.clock()
 
         def change(incident: Incident) -> Incident:
-            if incident.is_resolved:
-                raise IncidentClosed(incident.id)
-            reached = dict(incident.status_changed_at)
-            reached.setdefault(Status.RESOLVED, now)
-            return incident.model_copy(
-                update={
-                    "status": Status.RESOLVED,
-                    "status_changed_at": reached,
-                    "next_update_due": None,
-                    "updated_at": now,
-                }
-            )
+            return _move_to(incident, Status.RESOLVED, now)
 
         event = TimelineEvent(at=now, kind=EventKind.RESOLVED, by=by, text="Resolved")
         incident = await self.store.update_incident(incident_id, change, event)

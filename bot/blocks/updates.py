@@ -90,6 +90,15 @@ def next_update_options(default: timedelta) -> list[Option]:
     return [_duration_option(d) for d in sorted(choices)]
 
 
+def _text_input(field: UpdateField, label: str, hint: str, initial: str | None) -> InputBlock:
+    return InputBlock(
+        block_id=field.value,
+        label=PlainTextObject(text=label),
+        hint=PlainTextObject(text=hint),
+        element=PlainTextInputElement(action_id=INPUT_ACTION, multiline=True, initial_value=initial),
+    )
+
+
 def update_modal(incident: Incident, spec: SeveritySpec) -> View:
     """The update modal, prefilled from the previous update."""
     last = incident.last_update
@@ -110,25 +119,17 @@ def update_modal(incident: Incident, spec: SeveritySpec) -> View:
                 label=PlainTextObject(text="Status"),
                 element=StaticSelectElement(action_id=INPUT_ACTION, options=statuses, initial_option=current),
             ),
-            InputBlock(
-                block_id=UpdateField.IMPACT.value,
-                label=PlainTextObject(text="Impact"),
-                hint=PlainTextObject(text="What users experience, e.g. ~5% of checkout requests failing"),
-                element=PlainTextInputElement(
-                    action_id=INPUT_ACTION,
-                    multiline=True,
-                    initial_value=last.impact if last else None,
-                ),
+            _text_input(
+                UpdateField.IMPACT,
+                "Impact",
+                "What users experience, e.g. ~5% of checkout requests failing",
+                last.impact if last else None,
             ),
-            InputBlock(
-                block_id=UpdateField.CURRENT_STATE.value,
-                label=PlainTextObject(text="Current state"),
-                hint=PlainTextObject(text="What is happening now, e.g. deploying a fix"),
-                element=PlainTextInputElement(
-                    action_id=INPUT_ACTION,
-                    multiline=True,
-                    initial_value=last.current_state if last else None,
-                ),
+            _text_input(
+                UpdateField.CURRENT_STATE,
+                "Current state",
+                "What is happening now, e.g. deploying a fix",
+                last.current_state if last else None,
             ),
             InputBlock(
                 block_id=UpdateField.NEXT_UPDATE.value,
