@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis.asyncio as aioredis
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -23,7 +23,7 @@ from bot.models import utcnow
 from bot.playbook import Playbook, load_playbook
 from bot.schedule_store import ScheduleStore
 from bot.scheduler import ReminderClock
-from bot.service import IncidentService
+from bot.service import SETUP_GRACE, IncidentService
 from bot.settings import Settings
 from bot.store import IncidentStore, StoreUnavailable, connect, embedded
 from handlers.deps import Deps, install
@@ -102,6 +102,7 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     refresh_interval: float = 0.3,
     reminder_poll: float = 0.25,
+    setup_grace: timedelta = SETUP_GRACE,
 ) -> IncidentBot:
     """Build the bot. `redis` and `playbook` default to what the settings name."""
     if playbook is None:
@@ -113,7 +114,7 @@ def create_app(
             log.warning(EMBEDDED_WARNING)
             redis = embedded()
     store = IncidentStore(redis)
-    service = IncidentService(store, ScheduleStore(redis), playbook, clock)
+    service = IncidentService(store, ScheduleStore(redis), playbook, clock, setup_grace)
 
     client = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.api_base_url)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))

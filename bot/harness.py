@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -99,6 +99,7 @@ async def running_bot(
     clock: Callable[[], datetime] = utcnow,
     refresh_interval: float = 0.05,
     reminder_poll: float = 0.1,
+    setup_grace: timedelta = timedelta(seconds=30),
 ) -> AsyncIterator[Running]:
     """A stand-in Slack (started here unless given) and the bot serving HTTP against it."""
     async with contextlib.AsyncExitStack() as stack:
@@ -119,6 +120,7 @@ async def running_bot(
             clock=clock,
             refresh_interval=refresh_interval,
             reminder_poll=reminder_poll,
+            setup_grace=setup_grace,
         )
         url = await stack.enter_async_context(serve_bot(bot))
         yield Running(slack=slack, bot=bot, user=SlackUser(slack, url, SIGNING_SECRET), url=url)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
@@ -85,6 +85,19 @@ class ReminderDue(BaseModel):
     claim: Claim
 
 
+class DueWork(BaseModel):
+    """What the schedule says is due now, claimed by this process alone."""
+
+    reminders: list[ReminderDue] = []
+    setups: list[ReminderDue] = []  # declarations whose channel setup never finished
+    digests: list[Claim] = []
+
+
+# Schedule members that finish an interrupted declaration are `setup:<incident id>`.
+SETUP_PREFIX = "setup:"
+SETUP_GRACE = timedelta(seconds=30)
+
+
 def _move_to(
     incident: Incident, status: Status, now: datetime, last_update: StatusUpdate | None = None
 ) -> Incident:
@@ -112,11 +125,13 @@ class IncidentService:
         schedule: ScheduleStore,
         playbook: Playbook,
         clock: Callable[[], datetime] = utcnow,
+        setup_grace: timedelta = SETUP_GRACE,
     ) -> None:
         self.store = store
         self.schedule = schedule
         self.playbook = playbook
         self.clock = clock
+        self.setup_grace = setup_grace
 
     def severity_spec(self, severity: Severity) -> SeveritySpec:
         return self.playbook.severity(severity)
@@ -149,7 +164,12 @@ class IncidentService:
         await self.store.create_incident(incident, event)
         assert incident.next_update_due is not None
         await self.schedule.schedule(incident.id, incident.next_update_due, spec.update_every)
+        # If this process dies before the channel is set up, another one finishes the job.
+        await self.schedule.schedule(SETUP_PREFIX + incident.id, now + self.setup_grace, self.setup_grace)
         return incident
+
+    async def setup_finished(self, incident_id: str) -> None:
+        await self.schedule.cancel(SETUP_PREFIX + incident_id)
 
     async def get_incident(self, incident_id: str) -> Incident:
         return await self.store.get_incident(incident_id)
@@ -289,24 +309,25 @@ class IncidentService:
 
     # -- reminders ---------------------------------------------------------------------------
 
-    async def claim_due_reminders(self) -> tuple[list[ReminderDue], list[Claim]]:
-        """Reminders and digests due now, each claimed by this process alone."""
-        reminders: list[ReminderDue] = []
-        digests: list[Claim] = []
+    async def claim_due(self) -> DueWork:
+        """Reminders, unfinished declarations and digests due now, claimed by this process alone."""
+        due = DueWork()
         for claim in await self.schedule.claim_due(self.clock()):
             if claim.member == DIGEST:
-                digests.append(claim)
+                due.digests.append(claim)
                 continue
+            setup = claim.member.startswith(SETUP_PREFIX)
             try:
-                incident = await self.store.get_incident(claim.member)
+                incident = await self.store.get_incident(claim.member.removeprefix(SETUP_PREFIX))
             except IncidentNotFound:
                 await self.schedule.cancel(claim.member)
                 continue
-            if incident.is_resolved:
+            finished = incident.header_ts is not None if setup else incident.is_resolved
+            if finished:
                 await self.schedule.cancel(claim.member)
                 continue
-            reminders.append(ReminderDue(incident=incident, claim=claim))
-        return reminders, digests
+            (due.setups if setup else due.reminders).append(ReminderDue(incident=incident, claim=claim))
+        return due
 
     async def reminder_sent(self, due: ReminderDue) -> None:
         now = self.clock()

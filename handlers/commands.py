@@ -16,7 +16,7 @@ from bot.models import Incident
 from bot.service import IncidentClosed
 from bot.store import StoreUnavailable
 from handlers.announce import announce_resolution, announce_severity_change
-from handlers.declare import open_incident
+from handlers.declare import RespondDeclarer, open_incident
 from handlers.deps import Deps, deps_of
 from handlers.messages import STORE_DOWN, already_resolved
 from handlers.payloads import SlashCommand
@@ -45,7 +45,7 @@ async def handle_incident_command(
                 parsed.severity, parsed.title, command.user_id, command.channel_id
             )
             await ack(text=incident_blocks.declared(incident), response_type="ephemeral")
-            await open_incident(deps, incident, respond)
+            await open_incident(deps, incident, RespondDeclarer(respond))
     except StoreUnavailable as exc:
         log.warning("/incident %s: store unavailable: %s", parsed.kind, exc)
         if ack.response is None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
+from bot.blocks import Rendered
 from bot.blocks import incident as incident_blocks
 from bot.models import Incident
 from bot.naming import channel_name
@@ -40,9 +42,44 @@ async def _open_channel(deps: Deps, incident: Incident) -> tuple[Incident, str |
     return fallback, note
 
 
-async def open_incident(deps: Deps, incident: Incident, respond: AsyncRespond) -> None:
+class Declarer(Protocol):
+    """How to reach the people around a declaration: through the slash command's response_url
+    right after it, or through the Web API when another process finishes an interrupted one."""
+
+    async def announce_in_origin(self, notice: Rendered) -> None: ...
+
+    async def tell_declarer(self, text: str) -> None: ...
+
+
+class RespondDeclarer:
+    def __init__(self, respond: AsyncRespond) -> None:
+        self.respond = respond
+
+    async def announce_in_origin(self, notice: Rendered) -> None:
+        await self.respond(text=notice.text, blocks=notice.block_dicts(), response_type="in_channel")
+
+    async def tell_declarer(self, text: str) -> None:
+        await self.respond(text=text, response_type="ephemeral")
+
+
+class ApiDeclarer:
+    def __init__(self, deps: Deps, incident: Incident) -> None:
+        self.deps = deps
+        self.incident = incident
+
+    async def announce_in_origin(self, notice: Rendered) -> None:
+        await self.deps.slack.post_message(self.incident.origin_channel, notice)
+
+    async def tell_declarer(self, text: str) -> None:
+        await self.deps.slack.post_ephemeral(self.incident.origin_channel, self.incident.declared_by, text)
+
+
+async def open_incident(deps: Deps, incident: Incident, declarer: Declarer) -> None:
+    """Everything after a declaration is stored; safe to run again for an interrupted one."""
     spec = deps.service.severity_spec(incident.severity)
-    incident, fallback_note = await _open_channel(deps, incident)
+    fallback_note = None
+    if incident.channel_id is None:
+        incident, fallback_note = await _open_channel(deps, incident)
     assert incident.channel_id is not None
     channel = incident.channel_id
     if incident.dedicated_channel:
@@ -50,15 +87,16 @@ async def open_incident(deps: Deps, incident: Incident, respond: AsyncRespond) -
 
     header_ts = await deps.slack.post_message(channel, incident_blocks.header(incident, spec))
     if header_ts is None:
-        await respond(
-            text=f"{incident.id} is recorded, but I can't post in <#{channel}>. "
-            "Invite me to the channel (`/invite @incident-bot`) and run `/incident status`.",
-            response_type="ephemeral",
+        await deps.service.setup_finished(incident.id)
+        await declarer.tell_declarer(
+            f"{incident.id} is recorded, but I can't post in <#{channel}>. "
+            "Invite me to the channel (`/invite @incident-bot`) and run `/incident status`."
         )
         return
     incident = await deps.service.record_header(incident.id, header_ts)
+    await deps.service.setup_finished(incident.id)
     await post_checklists(deps, incident, deps.service.checklists_for(incident.severity))
 
     notice = incident_blocks.announcement(incident, spec, fallback_note)
-    await respond(text=notice.text, blocks=notice.block_dicts(), response_type="in_channel")
+    await declarer.announce_in_origin(notice)
     await to_stakeholders(deps, notice)

@@ -8,6 +8,7 @@ from bot.blocks import updates as update_blocks
 from bot.service import ReminderDue
 from bot.store import StoreUnavailable
 from handlers.announce import to_stakeholders
+from handlers.declare import ApiDeclarer, open_incident
 from handlers.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -19,19 +20,22 @@ ESCALATE_AT_MISSED = 2
 async def deliver_due(deps: Deps) -> int:
     """Post every reminder and digest that is due and claimed by this process; returns how many."""
     try:
-        reminders, digests = await deps.service.claim_due_reminders()
+        due = await deps.service.claim_due()
     except StoreUnavailable as exc:
         log.warning("reminders not checked, store unavailable: %s", exc)
         return 0
-    for due in reminders:
-        await _remind(deps, due)
-    for claim in digests:
+    for setup in due.setups:
+        log.warning("finishing the interrupted declaration of %s", setup.incident.id)
+        await open_incident(deps, setup.incident, ApiDeclarer(deps, setup.incident))
+    for reminder in due.reminders:
+        await _remind(deps, reminder)
+    for claim in due.digests:
         incidents = await deps.service.open_incidents()
         now = deps.service.clock()
         pairs = [(i, deps.service.severity_spec(i.severity)) for i in incidents]
         await to_stakeholders(deps, update_blocks.digest(pairs, now))
         await deps.service.digest_sent(claim)
-    return len(reminders) + len(digests)
+    return len(due.reminders) + len(due.setups) + len(due.digests)
 
 
 async def _remind(deps: Deps, due: ReminderDue) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 import redis.asyncio as aioredis
 
 from bot import keys
-from bot.harness import Running, running_bot
+from bot.harness import Running, eventually, running_bot
+from bot.models import Severity
 from bot.slack_standin import SlackStandIn
+from tests.e2e.conftest import connect_like
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 GENERAL = "C0GENERAL"
@@ -186,3 +190,24 @@ async def test_keys_of_an_incident_share_one_cluster_slot(
     found = [k async for k in real_redis.scan_iter("incident:*")]
     assert found and all("{INC-1}" in k for k in found)
     assert keys.incident("INC-1") in found
+
+
+async def test_a_declaration_interrupted_before_its_channel_opened_is_finished(
+    real_redis: aioredis.Redis,
+) -> None:
+    """The process that acked died before opening the channel: another one finishes the job."""
+    async with running_bot(redis=connect_like(real_redis), setup_grace=timedelta(seconds=0.5)) as running:
+        # Stored exactly as the slash command stores it, but nothing after the ack ran.
+        incident = await running.bot.service.declare_incident(
+            Severity.SEV2, "Checkout requests failing", ALICE, GENERAL
+        )
+        await eventually(lambda: running.slack.channel_by_name("inc-1-checkout-requests-failing") is not None)
+        await eventually(lambda: any("INC-1" in m.text for m in running.slack.messages("C0MANAGERS")))
+        channel = running.slack.channel_by_name("inc-1-checkout-requests-failing")
+        assert channel is not None and ALICE in channel.members
+        assert len(running.slack.messages(channel.id)) == 3  # header and two checklists, once
+        assert any(f"<#{channel.id}>" in m.text for m in running.slack.messages(GENERAL))
+        await asyncio.sleep(1.2)  # past two more grace periods: nothing is posted again
+        assert len(running.slack.messages(channel.id)) == 3
+        assert len(running.slack.calls("conversations.create")) == 1
+        assert (await running.bot.service.get_incident(incident.id)).header_ts is not None

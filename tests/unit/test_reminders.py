@@ -59,6 +59,7 @@ def make(
 async def declared(deps: Deps) -> str:
     incident = await deps.service.declare_incident(Severity.SEV2, "Checkout failing", "U1", "C0GENERAL")
     await deps.service.attach_channel(incident.id, "C0INC", "inc-1", True, "opened")
+    await deps.service.record_header(incident.id, "1.000000")  # the channel is set up
     return incident.id
 
 
