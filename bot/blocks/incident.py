@@ -110,6 +110,11 @@ def declared(incident: Incident) -> str:
 
 
 def already_running(incident: Incident) -> str:
+    if incident.is_resolved:
+        return (
+            f"This is the channel of *{incident.id}*, which is resolved, so nothing was changed. "
+            "Declare a new incident from another channel."
+        )
     return (
         f"*{incident.id}* already runs in this channel ({incident.status.value}). "
         "Declare a new incident from another channel."

@@ -331,3 +331,20 @@ async def test_kill_9_and_restart_fires_what_fell_due_once_marked_late(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_a_resolved_incident_takes_no_more_changes(running: Running) -> None:
+    channel = await declare(running)
+    await running.user.slash_command(ALICE, channel, "resolve")
+    await running.settle()
+    posted = len(running.slack.calls("chat.postMessage"))
+    for text in ("sev1", "resolve", "update"):
+        reply = await running.user.slash_command(ALICE, channel, text)
+        assert "resolved" in reply.json_body()["text"] and "nothing was changed" in reply.json_body()["text"]
+    await running.settle()
+    assert len(running.slack.calls("chat.postMessage")) == posted
+    assert running.slack.calls("views.open") == []
+    incident = await running.bot.service.get_incident("INC-1")
+    assert incident.severity.value == "sev2" and incident.status.value == "Resolved"
+    status = (await running.user.slash_command(BOB, channel, "status")).json_body()["text"]
+    assert "*Resolved* after" in status
