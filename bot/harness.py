@@ -1,19 +1,24 @@
 """The real bot on a loopback port, against the Slack stand-in: for the end-to-end tests and the demo.
 
-Requests reach the bot over HTTP, signed as Slack signs them; every Web API call the bot makes
-goes to the stand-in through SLACK_API_URL. Nothing here touches the network beyond 127.0.0.1.
+Requests reach the bot over HTTP, signed as Slack signs them, or over its Socket Mode connection
+when it runs as a process with SLACK_APP_TOKEN (`start_bot_process`); every Web API call the bot
+makes goes to the stand-in through SLACK_API_URL. Nothing here touches the network beyond 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 
+import aiohttp
 import redis.asyncio as aioredis
 import uvicorn
 
@@ -124,3 +129,76 @@ async def running_bot(
         )
         url = await stack.enter_async_context(serve_bot(bot))
         yield Running(slack=slack, bot=bot, user=SlackUser(slack, url, SIGNING_SECRET), url=url)
+
+
+# -- the bot as a process: `python -m bot run` ------------------------------------------------
+
+Readiness = Callable[[], Awaitable[bool]]
+
+
+async def start_bot_process(
+    env: Mapping[str, str],
+    ready: Readiness,
+    *,
+    args: Sequence[str] = (),
+    timeout: float = 10.0,
+    log_path: Path | None = None,
+) -> asyncio.subprocess.Process:
+    """Runs `python -m bot run *args` with exactly `env`; returns once `ready()` is true.
+
+    The process is killed if it exits or is not ready within `timeout` seconds. Its output is
+    appended to `log_path`, or dropped.
+    """
+    output = _log_file(log_path)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", *args, env=dict(env), stdout=output, stderr=output
+        )
+    finally:
+        if not isinstance(output, int):
+            output.close()
+    deadline = time.monotonic() + timeout
+    while proc.returncode is None:
+        if await ready():
+            return proc
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    await stop_bot_process(proc)
+    raise RuntimeError(f"the bot process was not ready in {timeout}s (exit code {proc.returncode})")
+
+
+async def stop_bot_process(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL, as a crash would: no shutdown hooks run."""
+    if proc.returncode is None:
+        proc.kill()
+    await proc.wait()
+
+
+def http_healthy(port: int) -> Readiness:
+    """Ready when the bot answers GET /healthz on the port."""
+
+    async def check() -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/healthz") as response,
+            ):
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    return check
+
+
+def socket_connected(slack: SlackStandIn) -> Readiness:
+    """Ready when the bot holds a Socket Mode connection to the stand-in."""
+
+    async def check() -> bool:
+        return bool(slack.socket_connections())
+
+    return check
+
+
+def _log_file(path: Path | None) -> IO[bytes] | int:
+    return path.open("ab") if path is not None else subprocess.DEVNULL

@@ -1,15 +1,17 @@
 """A loopback stand-in for the Slack Web API, and a Slack client side to drive the bot.
 
-`SlackStandIn` answers the bot's Web API calls like Slack (including the refusals);
-`SlackUser` sends the bot signed slash commands, clicks and modal submissions;
+`SlackStandIn` answers the bot's Web API calls like Slack (including the refusals) and serves
+Socket Mode; `SlackUser` sends the bot slash commands, clicks and modal submissions, signed
+over HTTP or as envelopes on its Socket Mode connection;
 `render_channel` shows a channel as a person reads it.
 """
 
 from .limits import Rejection, Violation, check_blocks, check_message, check_view
 from .ratelimit import Bucket, RateLimitConfig
 from .server import DEFAULT_BOT_SCOPES, SlackStandIn
+from .socket_mode import ACK_WINDOW_SECONDS, SocketConnection, SocketEnvelope
 from .transcript import render_channel
-from .user import BotReply, SlackUser
+from .user import NO_ACK_STATUS, NOT_CONNECTED_STATUS, BotReply, SlackUser
 from .workspace import (
     ApiCall,
     BotIdentity,
@@ -23,7 +25,10 @@ from .workspace import (
 )
 
 __all__ = [
+    "ACK_WINDOW_SECONDS",
     "DEFAULT_BOT_SCOPES",
+    "NOT_CONNECTED_STATUS",
+    "NO_ACK_STATUS",
     "ApiCall",
     "BotIdentity",
     "BotReply",
@@ -39,6 +44,8 @@ __all__ = [
     "SeedUser",
     "SlackStandIn",
     "SlackUser",
+    "SocketConnection",
+    "SocketEnvelope",
     "Violation",
     "check_blocks",
     "check_message",

@@ -19,6 +19,7 @@ from aiohttp import web
 from .interactions import apply_view_submission_reply, deliver_reply, response_url_refusal
 from .methods import METHODS, ApiError, CallContext
 from .ratelimit import RateLimitConfig, RateLimiter
+from .socket_mode import DisconnectReason, SocketConnection, SocketEnvelope, SocketModeServer
 from .workspace import (
     DEFAULT_CHANNELS,
     DEFAULT_USERS,
@@ -49,6 +50,7 @@ DEFAULT_BOT_SCOPES = frozenset(
         "users:read",
     }
 )
+CONNECTIONS_OPEN = "apps.connections.open"
 
 
 class SlackStandIn:
@@ -58,6 +60,7 @@ class SlackStandIn:
         self,
         *,
         bot_token: str = "xoxb-standin",
+        app_token: str = "xapp-standin",
         scopes: Iterable[str] | None = None,
         allow_channel_creation: bool = True,
         rate_limits: bool = False,
@@ -70,12 +73,14 @@ class SlackStandIn:
         port: int = 0,
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
         self.scopes = frozenset(scopes if scopes is not None else DEFAULT_BOT_SCOPES)
         self.allow_channel_creation = allow_channel_creation
         self.bot = bot or BotIdentity()
         self.workspace = Workspace(bot=self.bot, users=users, channels=channels, clock=clock)
         self._clock = clock
         self._limiter = RateLimiter(rate_limit_config or RateLimitConfig(), clock) if rate_limits else None
+        self.socket_mode = SocketModeServer(app_id=self.bot.app_id, clock=clock)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -89,6 +94,7 @@ class SlackStandIn:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{response_id}", self._handle_response_url)
+        app.router.add_get("/socket/{ticket}", self.socket_mode.handle_websocket)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self._host, self._port).start()
@@ -97,6 +103,8 @@ class SlackStandIn:
         self._base_url = f"http://{address[0]}:{address[1]}/"
 
     async def stop(self) -> None:
+        # Open sockets would hold the shutdown for aiohttp's whole grace period.
+        await self.socket_mode.close()
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = None
@@ -220,6 +228,28 @@ class SlackStandIn:
     def responses(self) -> list[ResponseDelivery]:
         return list(self.workspace.responses)
 
+    # -- Socket Mode ----------------------------------------------------------------------
+
+    def socket_connections(self, *, open_only: bool = True) -> list[SocketConnection]:
+        """The app's Socket Mode connections (only the open ones unless `open_only=False`)."""
+        return [c for c in self.socket_mode.connections if c.is_open or not open_only]
+
+    def socket_envelopes(self) -> list[SocketEnvelope]:
+        """Envelopes sent over Socket Mode, in order, each with the ack it got (if any)."""
+        return list(self.socket_mode.envelopes.values())
+
+    async def drop_socket_connections(self, *, reason: DisconnectReason | None = None) -> int:
+        """Closes the app's sockets from Slack's side. Returns how many there were.
+
+        With `reason` a `disconnect` message goes first and the app may leave by itself (up to
+        a second). Either way it must call apps.connections.open again and reconnect.
+        """
+        return await self.socket_mode.drop_connections(reason=reason)
+
+    async def send_socket_disconnect(self, reason: DisconnectReason = "refresh_requested") -> int:
+        """Sends `{"type": "disconnect", "reason": ...}` on every socket and leaves them open."""
+        return await self.socket_mode.send_disconnect(reason)
+
     # -- HTTP -----------------------------------------------------------------------------
 
     async def _handle_api(self, request: web.Request) -> web.Response:
@@ -228,18 +258,21 @@ class SlackStandIn:
         try:
             if body_error is not None:
                 raise ApiError("invalid_form_data", reasons=[body_error])
-            handler = METHODS.get(method)
-            if handler is None:
-                raise ApiError("unknown_method", req_method=method)
-            self._authenticate(token)
-            context = CallContext(
-                workspace=self.workspace,
-                params=params,
-                scopes=self.scopes,
-                allow_channel_creation=self.allow_channel_creation,
-                limiter=self._limiter,
-            )
-            body = handler(context)
+            if method == CONNECTIONS_OPEN:
+                body = self._open_socket_connection(request, token)
+            else:
+                handler = METHODS.get(method)
+                if handler is None:
+                    raise ApiError("unknown_method", req_method=method)
+                self._authenticate(token)
+                context = CallContext(
+                    workspace=self.workspace,
+                    params=params,
+                    scopes=self.scopes,
+                    allow_channel_creation=self.allow_channel_creation,
+                    limiter=self._limiter,
+                )
+                body = handler(context)
             self._record(method, params, body, 200)
             return web.json_response(body)
         except ApiError as error:
@@ -250,8 +283,36 @@ class SlackStandIn:
     def _authenticate(self, token: str | None) -> None:
         if not token:
             raise ApiError("not_authed", reasons=["no token: use Authorization: Bearer"])
+        if token == self.app_token:
+            raise ApiError(
+                "not_allowed_token_type",
+                reasons=["an app-level token only opens Socket Mode connections; use the bot token"],
+            )
         if token != self.bot_token:
             raise ApiError("invalid_auth", reasons=["the token is not this workspace's bot token"])
+
+    def _open_socket_connection(self, request: web.Request, token: str | None) -> JsonDict:
+        """apps.connections.open: the app-level token, in the Authorization header, buys a URL.
+
+        https://docs.slack.dev/reference/methods/apps.connections.open
+        """
+        if request.method != "POST":
+            raise ApiError("insecure_request", reasons=["apps.connections.open must be POSTed"])
+        if not token:
+            raise ApiError("not_authed", reasons=["no token: send the app-level token as a Bearer"])
+        if _bearer_token(request) is None:
+            raise ApiError(
+                "not_authed",
+                reasons=["apps.connections.open reads the token from the Authorization header only"],
+            )
+        if token == self.bot_token:
+            raise ApiError(
+                "not_allowed_token_type",
+                reasons=["apps.connections.open needs the app-level token (xapp-...), not the bot token"],
+            )
+        if token != self.app_token:
+            raise ApiError("invalid_auth", reasons=["the token is not this app's app-level token"])
+        return {"ok": True, "url": self.socket_mode.issue_url(self.base_url)}
 
     def _record(
         self,
@@ -327,8 +388,7 @@ async def _read_call(request: web.Request) -> tuple[JsonDict, str | None, str | 
     Returns (params without the token, token, why the body could not be read).
     """
     params: dict[str, Any] = dict(request.query)
-    header = request.headers.get("Authorization", "")
-    token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
+    token = _bearer_token(request)
     body_error: str | None = None
     if request.method == "POST" and request.can_read_body:
         if request.content_type == "application/json":
@@ -349,3 +409,8 @@ async def _read_call(request: web.Request) -> tuple[JsonDict, str | None, str | 
     if token is None and isinstance(form_token, str):
         token = form_token
     return params, token, body_error
+
+
+def _bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None

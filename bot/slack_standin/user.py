@@ -1,8 +1,10 @@
 """`SlackUser`: plays Slack's side toward the bot under test (commands, clicks, submissions).
 
-Requests are signed the way Slack signs them
+Two transports, as Slack has them. Over HTTP, requests are signed the way Slack signs them
 (https://docs.slack.dev/authentication/verifying-requests-from-slack): `X-Slack-Signature`
 is `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{raw body}` keyed with the signing secret.
+Over Socket Mode (`SlackUser.over_socket_mode`), the same payloads travel as envelopes on the
+app's WebSocket and the ack payload stands in for the HTTP response body.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import aiohttp
@@ -29,17 +31,26 @@ from .payloads import (
     view_submission_payload,
 )
 from .server import SlackStandIn
+from .socket_mode import ACK_WINDOW_SECONDS, EnvelopeType
 from .workspace import JsonDict
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# Socket Mode failures, as statuses a test can tell apart; the user sees `dispatch_failed` for both.
+NOT_CONNECTED_STATUS = 503  # no socket was open to carry the envelope
+NO_ACK_STATUS = 504  # the app did not ack within the window
 
 
 class BotReply(BaseModel):
-    """What the bot answered to one request from Slack."""
+    """What the bot answered to one request from Slack.
+
+    Over Socket Mode, `status` is 200 and `body` the ack payload (None for a bare ack), or a
+    failure status with `error` set to what Slack shows the user.
+    """
 
     status: int
     body: Any = None
     headers: dict[str, str] = Field(default_factory=dict)
+    error: str | None = None
 
     def json_body(self) -> JsonDict:
         if not isinstance(self.body, dict):
@@ -64,6 +75,22 @@ class SlackUser:
         self.signing_secret = signing_secret
         self.verification_token = verification_token
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self.transport: Literal["http", "socket_mode"] = "http"
+        self.ack_timeout = ACK_WINDOW_SECONDS
+
+    @classmethod
+    def over_socket_mode(
+        cls,
+        standin: SlackStandIn,
+        *,
+        ack_timeout: float = ACK_WINDOW_SECONDS,
+        verification_token: str = "standin-verification-token",
+    ) -> SlackUser:
+        """A user whose commands and clicks reach the bot over its Socket Mode connection."""
+        user = cls(standin, "", "", verification_token=verification_token)
+        user.transport = "socket_mode"
+        user.ack_timeout = ack_timeout
+        return user
 
     # -- signing and raw delivery ---------------------------------------------------------
 
@@ -76,6 +103,8 @@ class SlackUser:
 
     async def post_raw(self, body: bytes, headers: Mapping[str, str]) -> BotReply:
         """Posts exactly these bytes and headers (for forged or stale signature tests)."""
+        if self.transport != "http":
+            raise RuntimeError("post_raw needs the HTTP transport; this user talks Socket Mode")
         async with (
             aiohttp.ClientSession(timeout=self.timeout) as session,
             session.post(self.request_url, data=body, headers=dict(headers)) as response,
@@ -91,6 +120,29 @@ class SlackUser:
         headers = {"Content-Type": FORM_CONTENT_TYPE, **self.sign(body)}
         return await self.post_raw(body, headers)
 
+    async def _send_slash_command(self, form: dict[str, str]) -> BotReply:
+        if self.transport == "socket_mode":
+            # Socket Mode carries the command's form fields as a JSON object.
+            return await self._send_envelope("slash_commands", dict(form))
+        return await self._post_signed_form(form)
+
+    async def _send_interaction(self, payload: JsonDict) -> BotReply:
+        if self.transport == "socket_mode":
+            return await self._send_envelope("interactive", payload)
+        return await self._post_signed_form({"payload": json.dumps(payload)})
+
+    async def _send_envelope(self, kind: EnvelopeType, payload: JsonDict) -> BotReply:
+        # The documented slash command, block_actions and view_submission envelopes all say
+        # accepts_response_payload: true (docs.slack.dev/apis/events-api/using-socket-mode).
+        envelope = await self.standin.socket_mode.deliver(
+            kind, payload, accepts_response_payload=True, timeout=self.ack_timeout
+        )
+        if envelope is None:
+            return BotReply(status=NOT_CONNECTED_STATUS, error="dispatch_failed")
+        if not envelope.acked:
+            return BotReply(status=NO_ACK_STATUS, error="dispatch_failed")
+        return BotReply(status=200, body=envelope.ack_payload)
+
     # -- what a person does ---------------------------------------------------------------
 
     async def slash_command(
@@ -104,7 +156,7 @@ class SlackUser:
             response_url=self.standin.new_response_url(channel_id, user_id),
             trigger_id=self.standin.new_trigger_id(user_id),
         )
-        reply = await self._post_signed_form(form)
+        reply = await self._send_slash_command(form)
         if reply.status == 200 and reply.body:
             # Slack shows a non-empty ack to the user, like a response_url message.
             body = reply.body if isinstance(reply.body, dict) else {"text": str(reply.body)}
@@ -184,7 +236,7 @@ class SlackUser:
             view=opened.to_slack(self.standin.bot, state_values=values),
             trigger_id=self.standin.new_trigger_id(user_id, view_id=view_id),
         )
-        reply = await self._post_signed_form({"payload": json.dumps(payload)})
+        reply = await self._send_interaction(payload)
         if reply.status == 200:
             self.standin.apply_view_submission_reply(view_id, reply.body)
         return reply
@@ -207,7 +259,7 @@ class SlackUser:
             trigger_id=self.standin.new_trigger_id(user_id),
             response_url=self.standin.new_response_url(channel_id, user_id, message_ts=str(message["ts"])),
         )
-        return await self._post_signed_form({"payload": json.dumps(payload)})
+        return await self._send_interaction(payload)
 
     def _actor(self, user_id: str, channel_id: str | None) -> Actor:
         ws = self.standin.workspace
