@@ -58,11 +58,7 @@ class IncidentBot:
             return await slack_handler.handle(request)
 
         async def healthz(request: Request) -> Response:
-            try:
-                redis_ok = await self.store.ping()
-            except StoreUnavailable:
-                redis_ok = False
-            return JSONResponse({"ok": True, "redis": "up" if redis_ok else "down"})
+            return JSONResponse(await self.health())
 
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -79,6 +75,14 @@ class IncidentBot:
             ],
             lifespan=lifespan,
         )
+
+    async def health(self) -> dict[str, object]:
+        """Alive, and whether Redis answers (the bot keeps serving while it does not)."""
+        try:
+            redis_ok = await self.store.ping()
+        except StoreUnavailable:
+            redis_ok = False
+        return {"ok": True, "redis": "up" if redis_ok else "down"}
 
     async def start(self) -> None:
         """Background work beside the listeners: the managers' digest and the reminder clock."""

@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
+from aiohttp import web
 from pydantic import ValidationError
+from slack_sdk.errors import SlackApiError
 
 from bot.app import IncidentBot, create_app
 from bot.playbook import PlaybookError
@@ -22,7 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incident-bot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the bot")
-    run.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT, else 3000)")
+    run.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="HTTP port (default: $PORT, else 3000); in Socket Mode it serves only /healthz",
+    )
     run.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on (default 0.0.0.0)")
     demo = sub.add_parser(
         "demo", help="play a scripted incident against a built-in Slack stand-in (no workspace needed)"
@@ -40,15 +48,45 @@ def _fail(message: str) -> int:
     return 2
 
 
-async def _serve_socket_mode(bot: IncidentBot) -> None:
+async def _serve_health(bot: IncidentBot, host: str, port: int) -> web.AppRunner:
+    """`GET /healthz` beside Socket Mode, so container health checks work in both modes."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response(await bot.health())
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def _serve_socket_mode(bot: IncidentBot, host: str, port: int) -> int:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    handler = AsyncSocketModeHandler(bot.bolt, bot.settings.slack_app_token)
+    token = bot.settings.slack_app_token
+    try:
+        # slack_sdk retries a refused token forever; refuse to start instead.
+        await bot.bolt.client.apps_connections_open(app_token=token)
+    except SlackApiError as exc:
+        return _fail(f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}).")
+    handler = AsyncSocketModeHandler(bot.bolt, token)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    health = await _serve_health(bot, host, port)
     await bot.start()
     try:
-        await handler.start_async()  # type: ignore[no-untyped-call]
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("connected over Socket Mode; health on http://%s:%d/healthz", host, port)
+        await stop.wait()
     finally:
+        # Let queued checklist re-renders go out before the socket and Redis close.
         await bot.close()
+        await handler.close_async()  # type: ignore[no-untyped-call]
+        await health.cleanup()
+    return 0
 
 
 def _serve_http(bot: IncidentBot, host: str, port: int) -> None:
@@ -71,17 +109,19 @@ def run(args: argparse.Namespace) -> int:
     )
     if not settings.slack_bot_token:
         return _fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…).")
+    if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
+        return _fail("SLACK_APP_TOKEN must be an app-level token (xapp-…), not a bot or user token.")
     if not settings.slack_app_token and not settings.slack_signing_secret:
         return _fail("set SLACK_SIGNING_SECRET to serve HTTP, or SLACK_APP_TOKEN (xapp-…) for Socket Mode.")
     try:
         bot = create_app(settings)
     except PlaybookError as exc:
         return _fail(f"the playbook is not valid:\n{exc}")
+    port = args.port if args.port is not None else settings.port
     if settings.slack_app_token:
         log.info("connecting to Slack over Socket Mode")
-        asyncio.run(_serve_socket_mode(bot))
-    else:
-        _serve_http(bot, args.host, args.port if args.port is not None else settings.port)
+        return asyncio.run(_serve_socket_mode(bot, args.host, port))
+    _serve_http(bot, args.host, port)
     return 0
 
 

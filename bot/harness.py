@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -173,6 +174,13 @@ async def stop_bot_process(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.kill()
     await proc.wait()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def http_healthy(port: int) -> Readiness:

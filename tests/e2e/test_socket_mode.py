@@ -6,8 +6,12 @@ submissions reach it as envelopes and its acks come back on the socket. State is
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bot.harness import eventually, socket_connected, start_bot_process, stop_bot_process
+from bot.harness import (
+    eventually,
+    free_port,
+    http_healthy,
+    socket_connected,
+    start_bot_process,
+    stop_bot_process,
+)
 from bot.slack_standin import SlackStandIn, SlackUser
 from bot.slack_standin.workspace import Message
 from tests.conftest import REDIS_TEST_URL
@@ -30,6 +41,8 @@ APP_TOKEN = "xapp-standin"
 class SocketModeBot:
     slack: SlackStandIn
     user: SlackUser
+    proc: asyncio.subprocess.Process
+    health_port: int
 
 
 @pytest.fixture
@@ -47,9 +60,12 @@ async def socket_mode_bot(real_redis: aioredis.Redis, tmp_path: Path) -> AsyncIt
         }
         for unset in ("SLACK_SIGNING_SECRET", "INCIDENT_PLAYBOOK", "PORT"):
             env.pop(unset, None)
-        proc = await start_bot_process(env, socket_connected(slack), log_path=log)
+        port = free_port()
+        proc = await start_bot_process(
+            env, socket_connected(slack), args=["--host", "127.0.0.1", "--port", str(port)], log_path=log
+        )
         try:
-            yield SocketModeBot(slack, SlackUser.over_socket_mode(slack))
+            yield SocketModeBot(slack, SlackUser.over_socket_mode(slack), proc, port)
         finally:
             await stop_bot_process(proc)
             print(log.read_bytes().decode(errors="replace"))  # shown when a test fails
@@ -151,11 +167,12 @@ async def test_the_bot_reconnects_by_itself_when_slack_drops_the_socket(
     bot = socket_mode_bot
     channel = await declare(bot)
     (first,) = bot.slack.socket_connections()
+    opened = len(bot.slack.calls("apps.connections.open"))  # the token check at start, then one per socket
 
     assert await bot.slack.drop_socket_connections() == 1
 
     await eventually(lambda: [c.id for c in bot.slack.socket_connections()] not in ([], [first.id]))
-    assert len(bot.slack.calls("apps.connections.open")) == 2
+    assert len(bot.slack.calls("apps.connections.open")) == opened + 1
     status = await bot.user.slash_command(ALICE, channel, "status")
     assert "*Status:* Investigating" in status.json_body()["text"]
     await tick_first_item(bot, channel, message_index=1, item=1)
@@ -164,8 +181,46 @@ async def test_the_bot_reconnects_by_itself_when_slack_drops_the_socket(
     (second,) = bot.slack.socket_connections()
     assert await bot.slack.drop_socket_connections(reason="refresh_requested") == 1
     await eventually(lambda: [c.id for c in bot.slack.socket_connections()] not in ([], [second.id]))
-    assert len(bot.slack.calls("apps.connections.open")) == 3
+    assert len(bot.slack.calls("apps.connections.open")) == opened + 2
     await tick_first_item(bot, channel, message_index=1, item=2)
     assert [e.connection_id for e in bot.slack.socket_envelopes()][-1] not in (first.id, second.id)
     assert all(e.acked for e in bot.slack.socket_envelopes())
     assert bot.slack.rejected_calls() == []
+
+
+async def test_socket_mode_serves_healthz_and_stops_cleanly_on_sigterm(
+    socket_mode_bot: SocketModeBot,
+) -> None:
+    assert await http_healthy(socket_mode_bot.health_port)()
+    socket_mode_bot.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(socket_mode_bot.proc.wait(), timeout=10) == 0
+    await eventually(lambda: not socket_mode_bot.slack.socket_connections())
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [("xoxb-not-an-app-token", "must be an app-level token"), ("xapp-wrong", "refused SLACK_APP_TOKEN")],
+)
+async def test_a_bad_app_token_stops_the_bot_at_start(token: str, says: str) -> None:
+    async with SlackStandIn(app_token=APP_TOKEN) as slack:
+        env = {
+            **os.environ,
+            "SLACK_APP_TOKEN": token,
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_API_URL": slack.url,
+        }
+        env.pop("REDIS_URL", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            "--port",
+            str(free_port()),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=10)
+        assert proc.returncode == 2
+        assert says in err.decode()
