@@ -24,6 +24,11 @@ from handlers.updates import open_update_modal
 
 log = logging.getLogger(__name__)
 
+SETUP_INTERRUPTED = (
+    ":warning: The incident is recorded, but the incident store (Redis) became unreachable while "
+    "its channel was being set up. I'll finish setting it up as soon as the store is back."
+)
+
 
 async def handle_incident_command(
     ack: AsyncAck, body: dict[str, object], respond: AsyncRespond, context: AsyncBoltContext
@@ -51,7 +56,9 @@ async def handle_incident_command(
         if ack.response is None:
             await ack(text=STORE_DOWN, response_type="ephemeral")
         else:
-            await respond(text=STORE_DOWN, response_type="ephemeral")
+            # Declared and acked, then Redis went away mid-setup: the setup entry in the
+            # schedule makes a bot process finish the job once Redis is back.
+            await respond(text=SETUP_INTERRUPTED, response_type="ephemeral")
     except IncidentClosed:
         await ack(
             text="This incident is already resolved, so nothing was changed.", response_type="ephemeral"
