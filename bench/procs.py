@@ -1,0 +1,216 @@
+"""The processes a benchmark run owns: a private redis-server, the bot, the floor, the load client.
+
+Each is started here, by its own id, and stopped here; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[1]
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The bot's settings: cleared from the inherited environment so only what the bench sets applies.
+_BOT_ENV = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "REDIS_URL",
+    "INCIDENT_PLAYBOOK",
+    "INCIDENT_STAKEHOLDER_CHANNEL",
+    "INCIDENT_CREATE_CHANNELS",
+    "INCIDENT_CHANNEL_PREFIX",
+    "PORT",
+    "LOG_LEVEL",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (10 ms resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class RedisServer:
+    """A private redis-server without persistence, so INFO and MEMORY figures are ours alone."""
+
+    def __init__(self, log_dir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - starts in milliseconds
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--logfile", str(self.log_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = aioredis.Redis(port=self.port)
+        try:
+            for _ in range(200):
+                try:
+                    await client.ping()
+                    return
+                except Exception:
+                    await asyncio.sleep(0.025)
+            raise RuntimeError("redis-server did not start")
+        finally:
+            await client.aclose()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+class ServerProcess:
+    """A Python HTTP server in its own process (the bot or the floor), with its start timed."""
+
+    def __init__(self, name: str, module_args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.args = [sys.executable, "-m", *module_args, "--port", str(self.port), "--host", "127.0.0.1"]
+        base = {k: v for k, v in os.environ.items() if k not in _BOT_ENV}
+        self.env = {**base, **env}
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[Any] | None = None
+        self.started_at = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.base_url}/slack/events"
+
+    @property
+    def healthz_url(self) -> str:
+        return f"{self.base_url}/healthz"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 20.0) -> tuple[float, Any]:
+        """Start the process; returns (seconds from spawn to /healthz answering 200, its body)."""
+        self._log = self.log_path.open("ab")
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the wait below is async
+            self.args, env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = self.started_at + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while time.perf_counter() < deadline:
+                if self.proc.poll() is not None:
+                    code = self.proc.returncode
+                    await self.stop()
+                    raise RuntimeError(f"{self.name} exited with {code}; see {self.log_path}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(self.healthz_url) as response:
+                        if response.status == 200:
+                            return time.perf_counter() - self.started_at, await response.json()
+                await asyncio.sleep(0.01)
+        await self.stop()
+        raise TimeoutError(f"{self.name} did not serve /healthz within {timeout}s; see {self.log_path}")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (uvicorn shuts down gracefully, running the lifespan's close), then SIGKILL."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.proc.wait), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class LoadClient:
+    """The `bench.loadgen` process: sends pre-signed requests and reports latencies."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,
+        )
+
+    async def run(self, job_line: str, timeout: float = 120.0) -> str:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(job_line.encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError("the load client exited")
+        return line.decode()
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 5)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self.proc = None

@@ -1,0 +1,164 @@
+"""Where the bot's CPU goes under load: the bot process under py-spy while the load client
+drives declares or ticks at it, and the samples summed by what the code was doing.
+
+    .venv/bin/python -m bench.profile --py-spy /path/to/py-spy [--kind tick] [--concurrency 8]
+
+py-spy is not a dependency of the project; point --py-spy at an installed binary. Samples
+are taken only while the process runs Python (idle waits are left out), and the share of
+each activity is counted over the event loop's samples, so start-up imports do not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bench import bench
+from bench.procs import LoadClient, RedisServer, ServerProcess
+from bench.signed import RequestFactory
+from bot.slack_standin import SlackStandIn, SlackUser
+
+# (label, a frame that marks it), counted inclusively; a sample can fall under several.
+ACTIVITIES = (
+    ("HTTP request in uvicorn/Starlette (both bot and floor do this)", "RequestResponseCycle.run_asgi"),
+    ("  Bolt parsing the form body", "parse_body"),
+    ("Bolt listener task (before and after ack)", "run_ack_function_asynchronously"),
+    ("  /incident listener", "handle_incident_command"),
+    ("    after the ack: open_incident", "open_incident"),
+    ("  checkbox listener", "handle_tick"),
+    ("after the ack: ChecklistRefresher._run", "ChecklistRefresher._run"),
+    ("Web API calls (SlackGateway._call)", "SlackGateway._call"),
+    ("  opening a new TCP connection (aiohttp BaseConnector.connect)", "BaseConnector.connect"),
+    ("response_url posts (respond)", "AsyncWebhookClient.send_dict"),
+    ("Block Kit to dicts (Rendered.block_dicts)", "Rendered.block_dicts"),
+    ("Redis calls through the store", "translate_errors.<locals>.wrapper"),
+    ("reminder poll (ReminderClock._poll)", "ReminderClock._poll"),
+)
+EVENT_LOOP = "Handle._run"
+
+
+def _function(frame: str) -> str:
+    match = re.match(r"(.*?) \(", frame)
+    return match[1] if match else frame
+
+
+def summarize_profile(raw: str) -> list[tuple[str, float]]:
+    """(activity, share of event-loop samples) from py-spy's raw (collapsed) output."""
+    loop_samples = 0
+    counts: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        functions = {_function(f) for f in stack.split(";")}
+        if EVENT_LOOP not in functions:
+            continue
+        loop_samples += int(number)
+        for label, marker in ACTIVITIES:
+            # Nested functions show as `Outer.<locals>.inner`: match on the name's end.
+            if any(f == marker or f.endswith("." + marker) for f in functions):
+                counts[label] += int(number)
+    if loop_samples == 0:
+        return []
+    return [(label, counts[label] / loop_samples) for label, _ in ACTIVITIES]
+
+
+async def stop_profiled(bot: ServerProcess) -> None:
+    """SIGTERM to the bot under py-spy (py-spy itself would die without writing its samples),
+    then wait for py-spy to write them and exit."""
+    children = await asyncio.to_thread(Path(f"/proc/{bot.pid}/task/{bot.pid}/children").read_text)
+    for child in children.split():
+        os.kill(int(child), signal.SIGTERM)
+    if bot.proc is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(bot.proc.wait), 30)
+    await bot.stop()
+
+
+async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> str:
+    log_dir = Path(tempfile.mkdtemp(prefix="incident-profile-"))
+    output = log_dir / f"{kind}-c{concurrency}.txt"
+    redis_server = RedisServer(log_dir)
+    await redis_server.start()
+    admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    load = LoadClient()
+    await load.start()
+    try:
+        async with SlackStandIn() as slack, aiohttp.ClientSession() as session:
+            user = SlackUser(slack, "", bench.SIGNING_SECRET)
+            ctx = bench.Context(
+                bench.Options(),
+                slack,
+                RequestFactory(slack, user),
+                redis_server,
+                admin,
+                load,
+                log_dir,
+                session,
+            )
+            bot = ctx.bot_process("bot-profiled", redis_server.url)
+            # Incidents with checklists to tick, made before profiling starts.
+            await bot.start()
+            warm = bench.declare_requests(ctx, 40, "warm-up")
+            await bench.run_load(ctx, bot, warm, 4)
+            await ctx.quiesce(idle=0.5, timeout=60, until=lambda: bench.stakeholder_posts(slack) >= len(warm))
+            await bot.stop()
+
+            bot.args = [
+                py_spy,
+                "record",
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(output),
+                "--",
+                *bot.args,
+            ]
+            await bot.start()
+            if kind == "declare":
+                batch = bench.declare_requests(ctx, requests, "profiled")
+            else:
+                batch = bench.tick_requests(ctx, bench.incident_channels(slack)[:32], requests)
+            result = await bench.run_load(ctx, bot, batch, concurrency)
+            await ctx.quiesce(idle=1.0, timeout=60)
+            await stop_profiled(bot)
+            figures = bench.latency_figures(result, 0.0)
+    finally:
+        await load.stop()
+        await admin.aclose()
+        redis_server.stop()
+    lines = [
+        f"{kind} x {requests} at concurrency {concurrency}: ack p50 {figures['p50']:.1f} ms, "
+        f"p99 {figures['p99']:.1f} ms, {figures['throughput']:.0f} req/s",
+        f"share of the bot's event-loop CPU samples (py-spy, raw samples in {output}):",
+    ]
+    lines += [f"  {share * 100:5.1f}%  {label}" for label, share in summarize_profile(output.read_text())]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__.split("\n")[0])
+    parser.add_argument("--py-spy", required=True, help="path of the py-spy binary")
+    parser.add_argument("--kind", choices=("declare", "tick"), default="tick")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args(argv)
+    print(asyncio.run(profile(args.py_spy, args.kind, args.concurrency, args.requests)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
