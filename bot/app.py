@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import aiohttp
 import redis.asyncio as aioredis
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -48,6 +49,11 @@ class IncidentBot:
     refresher: ChecklistRefresher
     clock: ReminderClock
 
+    @property
+    def slack_client(self) -> AsyncWebClient:
+        client: AsyncWebClient = self.bolt.client
+        return client
+
     def asgi(self) -> Starlette:
         """The HTTP face: `POST /slack/events` and `GET /healthz`."""
         if not self.settings.slack_signing_secret:
@@ -85,7 +91,15 @@ class IncidentBot:
         return {"ok": True, "redis": "up" if redis_ok else "down"}
 
     async def start(self) -> None:
-        """Background work beside the listeners: the managers' digest and the reminder clock."""
+        """Background work beside the listeners: the managers' digest and the reminder clock.
+
+        Also one HTTP session for every Web API call (slack_sdk otherwise opens a connection,
+        and against Slack a TLS handshake, per call); it needs the running loop, so it starts here.
+        """
+        if self.slack_client.session is None:
+            self.slack_client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.slack_client.timeout)
+            )
         try:
             await self.service.start_digest()
         except StoreUnavailable as exc:
@@ -96,6 +110,9 @@ class IncidentBot:
         self.clock.stop()
         await self.refresher.drain()
         await self.store.close()
+        if self.slack_client.session is not None:
+            await self.slack_client.session.close()
+            self.slack_client.session = None
 
 
 def create_app(

@@ -93,7 +93,12 @@ def _serve_http(bot: IncidentBot, host: str, port: int) -> None:
     import uvicorn
 
     config = uvicorn.Config(
-        bot.asgi(), host=host, port=port, log_level=bot.settings.log_level.lower(), lifespan="on"
+        bot.asgi(),
+        host=host,
+        port=port,
+        log_level=bot.settings.log_level.lower(),
+        lifespan="on",
+        access_log=False,  # every request is POST /slack/events; listeners log what matters
     )
     log.info("serving Slack requests on http://%s:%d/slack/events", host, port)
     uvicorn.Server(config).run()
@@ -107,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # APScheduler logs every run of the 4-per-second poll at INFO: about 650,000 lines a day.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     if not settings.slack_bot_token:
         return _fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…).")
     if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):

@@ -25,7 +25,7 @@ from bot.models import (
 )
 from bot.playbook import Playbook, SeveritySpec
 from bot.schedule_store import Claim, ScheduleStore
-from bot.store import IncidentNotFound, IncidentStore
+from bot.store import IncidentStore
 
 DEFAULT_TITLE = "Untitled incident"
 IMPACT_MAX_CHARS = 1000
@@ -175,7 +175,7 @@ class IncidentService:
         return await self.store.get_incident(incident_id)
 
     async def open_incidents(self) -> list[Incident]:
-        return await self.store.get_incidents(await self.store.open_incident_ids())
+        return list((await self.store.get_incidents(await self.store.open_incident_ids())).values())
 
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         return await self.store.timeline(incident_id)
@@ -312,14 +312,17 @@ class IncidentService:
     async def claim_due(self) -> DueWork:
         """Reminders, unfinished declarations and digests due now, claimed by this process alone."""
         due = DueWork()
-        for claim in await self.schedule.claim_due(self.clock()):
+        claims = await self.schedule.claim_due(self.clock())
+        found = await self.store.get_incidents(
+            [c.member.removeprefix(SETUP_PREFIX) for c in claims if c.member != DIGEST]
+        )
+        for claim in claims:
             if claim.member == DIGEST:
                 due.digests.append(claim)
                 continue
             setup = claim.member.startswith(SETUP_PREFIX)
-            try:
-                incident = await self.store.get_incident(claim.member.removeprefix(SETUP_PREFIX))
-            except IncidentNotFound:
+            incident = found.get(claim.member.removeprefix(SETUP_PREFIX))
+            if incident is None:
                 await self.schedule.cancel(claim.member)
                 continue
             finished = incident.header_ts is not None if setup else incident.is_resolved

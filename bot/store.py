@@ -82,16 +82,22 @@ return {'ok', changed, rev, message, redis.call('HGETALL', KEYS[3])}
 """
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A client whose failures surface quickly: every Slack request has a 3-second budget."""
-    return aioredis.Redis.from_url(
+def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
+    """A client whose failures surface quickly: every Slack request has a 3-second budget.
+
+    The pool blocks (briefly) when every connection is busy: a burst of requests waits its turn
+    instead of failing as if Redis were down."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=1.0,
         decode_responses=True,
         socket_connect_timeout=0.5,
         socket_timeout=0.8,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def embedded() -> aioredis.Redis:
@@ -195,13 +201,14 @@ class IncidentStore:
             await pipe.execute()
 
     @translate_errors
-    async def get_incidents(self, incident_ids: list[str]) -> list[Incident]:
-        """Several incidents in one round trip (a pipeline, not MGET: the keys span slots)."""
+    async def get_incidents(self, incident_ids: list[str]) -> dict[str, Incident]:
+        """Several incidents in one round trip (a pipeline, not MGET: the keys span slots);
+        ids that have no incident are left out."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for incident_id in incident_ids:
                 pipe.get(keys.incident(incident_id))
             raw = await pipe.execute()
-        return [Incident.model_validate_json(r) for r in raw if r is not None]
+        return {i: Incident.model_validate_json(r) for i, r in zip(incident_ids, raw, strict=True) if r}
 
     @translate_errors
     async def open_incident_ids(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from bot.blocks import updates as update_blocks
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 # At this many reminders without an update, managers are told the update is overdue.
 ESCALATE_AT_MISSED = 2
+DELIVERY_CONCURRENCY = 16
 
 
 async def deliver_due(deps: Deps) -> int:
@@ -27,8 +29,18 @@ async def deliver_due(deps: Deps) -> int:
     for setup in due.setups:
         log.warning("finishing the interrupted declaration of %s", setup.incident.id)
         await open_incident(deps, setup.incident, ApiDeclarer(deps, setup.incident))
-    for reminder in due.reminders:
-        await _remind(deps, reminder)
+    # Reminders go to different channels, so many can be in flight at once.
+    slots = asyncio.Semaphore(DELIVERY_CONCURRENCY)
+
+    async def remind(reminder: ReminderDue) -> None:
+        async with slots:
+            await _remind(deps, reminder)
+
+    results = await asyncio.gather(*(remind(r) for r in due.reminders), return_exceptions=True)
+    for reminder, result in zip(due.reminders, results, strict=True):
+        if isinstance(result, Exception):
+            # Not confirmed, so its lease expires and it is delivered again shortly.
+            log.error("reminder for %s failed: %r", reminder.incident.id, result)
     for claim in due.digests:
         incidents = await deps.service.open_incidents()
         now = deps.service.clock()
