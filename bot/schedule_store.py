@@ -108,6 +108,16 @@ class ScheduleStore:
         await self._schedule(keys=keys.SCHEDULE_KEYS, args=[member, _ts(due_at), every.total_seconds()])
 
     @translate_errors
+    async def schedule_many(self, entries: list[tuple[str, datetime, timedelta]]) -> None:
+        """Several `schedule` calls in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member, due_at, every in entries:
+                await self._schedule(
+                    keys=keys.SCHEDULE_KEYS, args=[member, _ts(due_at), every.total_seconds()], client=pipe
+                )
+            await pipe.execute()
+
+    @translate_errors
     async def cancel(self, member: str) -> None:
         await self._cancel(keys=keys.SCHEDULE_KEYS, args=[member])
 

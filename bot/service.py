@@ -163,9 +163,13 @@ class IncidentService:
         )
         await self.store.create_incident(incident, event)
         assert incident.next_update_due is not None
-        await self.schedule.schedule(incident.id, incident.next_update_due, spec.update_every)
-        # If this process dies before the channel is set up, another one finishes the job.
-        await self.schedule.schedule(SETUP_PREFIX + incident.id, now + self.setup_grace, self.setup_grace)
+        await self.schedule.schedule_many(
+            [
+                (incident.id, incident.next_update_due, spec.update_every),
+                # If this process dies before the channel is set up, another one finishes the job.
+                (SETUP_PREFIX + incident.id, now + self.setup_grace, self.setup_grace),
+            ]
+        )
         return incident
 
     async def setup_finished(self, incident_id: str) -> None:

@@ -82,6 +82,14 @@ return {'ok', changed, rev, message, redis.call('HGETALL', KEYS[3])}
 """
 
 
+# A new incident and its first timeline event, in one round trip, only if the id is unused.
+_CREATE_SCRIPT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return 1
+"""
+
+
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
     """A client whose failures surface quickly: every Slack request has a 3-second budget.
 
@@ -116,6 +124,7 @@ class IncidentStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self._tick = redis.register_script(_TICK_SCRIPT)
+        self._create = redis.register_script(_CREATE_SCRIPT)
 
     @translate_errors
     async def ping(self) -> bool:
@@ -134,15 +143,12 @@ class IncidentStore:
     @translate_errors
     async def create_incident(self, incident: Incident, event: TimelineEvent) -> None:
         """Store a new incident and its first timeline event; never touches an existing one."""
-        key = keys.incident(incident.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            if await pipe.exists(key):
-                raise IncidentExists(f"incident {incident.id} already exists")
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(key, incident.model_dump_json())
-            pipe.rpush(keys.timeline(incident.id), event.model_dump_json())
-            await pipe.execute()  # WatchError if another writer created it meanwhile
+        created = await self._create(
+            keys=[keys.incident(incident.id), keys.timeline(incident.id)],
+            args=[incident.model_dump_json(), event.model_dump_json()],
+        )
+        if not created:
+            raise IncidentExists(f"incident {incident.id} already exists")
         # The open-incidents index lives in its own slot, so it is written after the incident.
         await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
 
