@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bot.blocks.timeline import timeline_lines
-from bot.harness import Running, eventually, running_bot
+from bot.harness import Running, eventually, running_bot, update_modal_values
 from bot.playbook import load_playbook
 from bot.slack_standin import SlackStandIn
 from bot.slack_standin.transcript import render_channel
@@ -38,21 +38,12 @@ def say(line: str) -> None:
     print(f"▶ {line}", flush=True)
 
 
-def update_fields(status: str, impact: str, state: str, next_update: str) -> dict[str, object]:
-    return {
-        "status": {"value": {"type": "static_select", "selected_option": {"value": status}}},
-        "impact": {"value": {"type": "plain_text_input", "value": impact}},
-        "current_state": {"value": {"type": "plain_text_input", "value": state}},
-        "next_update": {"value": {"type": "static_select", "selected_option": {"value": next_update}}},
-    }
-
-
 async def post_update(run: Running, channel: str, user: str, *fields: str) -> None:
     before = {v.id for v in run.slack.views()}
     await run.user.slash_command(user, channel, "update")
     await run.settle()
     [view] = [v for v in run.slack.views() if v.id not in before]
-    reply = await run.user.submit_view(user, view.id, update_fields(*fields))
+    reply = await run.user.submit_view(user, view.id, update_modal_values(*fields))
     if isinstance(reply.body, dict) and reply.body.get("response_action") == "errors":
         raise RuntimeError(f"the update modal refused the input: {reply.body['errors']}")
     await run.settle()

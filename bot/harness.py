@@ -210,3 +210,13 @@ def socket_connected(slack: SlackStandIn) -> Readiness:
 
 def _log_file(path: Path | None) -> IO[bytes] | int:
     return path.open("ab") if path is not None else subprocess.DEVNULL
+
+
+def update_modal_values(status: str, impact: str, state: str, next_update: str) -> dict[str, object]:
+    """`view.state.values` of the update modal as Slack sends them when a person submits it."""
+    return {
+        "status": {"value": {"type": "static_select", "selected_option": {"value": status}}},
+        "impact": {"value": {"type": "plain_text_input", "value": impact}},
+        "current_state": {"value": {"type": "plain_text_input", "value": state}},
+        "next_update": {"value": {"type": "static_select", "selected_option": {"value": next_update}}},
+    }

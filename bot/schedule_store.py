@@ -17,11 +17,14 @@ from pydantic import BaseModel
 from bot import keys
 from bot.store import translate_errors
 
+# ARGV holds (member, due, every) triples: several members are (re)scheduled in one call.
 _SCHEDULE = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
+for i = 1, #ARGV, 3 do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+  redis.call('HDEL', KEYS[4], ARGV[i])
+end
 return 1
 """
 
@@ -102,20 +105,17 @@ class ScheduleStore:
         self._claim = redis.register_script(_CLAIM)
         self._confirm = redis.register_script(_CONFIRM)
 
-    @translate_errors
     async def schedule(self, member: str, due_at: datetime, every: timedelta) -> None:
         """(Re)start a member's reminders: first at `due_at`, then every `every`."""
-        await self._schedule(keys=keys.SCHEDULE_KEYS, args=[member, _ts(due_at), every.total_seconds()])
+        await self.schedule_many([(member, due_at, every)])
 
     @translate_errors
     async def schedule_many(self, entries: list[tuple[str, datetime, timedelta]]) -> None:
-        """Several `schedule` calls in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for member, due_at, every in entries:
-                await self._schedule(
-                    keys=keys.SCHEDULE_KEYS, args=[member, _ts(due_at), every.total_seconds()], client=pipe
-                )
-            await pipe.execute()
+        """Several `schedule` calls in one script call: one round trip."""
+        args: list[str | float] = []
+        for member, due_at, every in entries:
+            args += [member, _ts(due_at), every.total_seconds()]
+        await self._schedule(keys=keys.SCHEDULE_KEYS, args=args)
 
     @translate_errors
     async def cancel(self, member: str) -> None:

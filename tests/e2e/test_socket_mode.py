@@ -27,6 +27,7 @@ from bot.harness import (
     socket_connected,
     start_bot_process,
     stop_bot_process,
+    update_modal_values,
 )
 from bot.slack_standin import SlackStandIn, SlackUser
 from bot.slack_standin.workspace import Message
@@ -85,15 +86,6 @@ def texts(slack: SlackStandIn, channel: str) -> list[str]:
     return [m.text + json.dumps(m.blocks) for m in slack.messages(channel)]
 
 
-def update_fields(impact: str, state: str) -> dict[str, object]:
-    return {
-        "status": {"value": {"type": "static_select", "selected_option": {"value": "Identified"}}},
-        "impact": {"value": {"type": "plain_text_input", "value": impact}},
-        "current_state": {"value": {"type": "plain_text_input", "value": state}},
-        "next_update": {"value": {"type": "static_select", "selected_option": {"value": "15m"}}},
-    }
-
-
 async def declare(bot: SocketModeBot) -> str:
     """Declares a SEV2 from #general; returns the incident channel once its checklists are up."""
     reply = await bot.user.slash_command(ALICE, GENERAL, "sev2 Checkout requests failing")
@@ -134,15 +126,20 @@ async def test_declare_tick_and_post_an_update_over_socket_mode(socket_mode_bot:
     await eventually(lambda: [v.callback_id for v in bot.slack.views()] == ["status_update"])
     (modal,) = bot.slack.views()
     # The ack payload is the response body: errors keep the modal open, a bare ack closes it.
-    refused = await bot.user.submit_view(BOB, modal.id, update_fields("   ", "x" * 1600))
+    refused = await bot.user.submit_view(
+        BOB, modal.id, update_modal_values("Identified", "   ", "x" * 1600, "15m")
+    )
     assert refused.json_body()["response_action"] == "errors"
     assert set(refused.json_body()["errors"]) == {"impact", "current_state"}
     assert bot.slack.view(modal.id).is_open
     accepted = await bot.user.submit_view(
         BOB,
         modal.id,
-        update_fields(
-            "~5% of checkout requests failing", "Identified database connection issue, deploying fix"
+        update_modal_values(
+            "Identified",
+            "~5% of checkout requests failing",
+            "Identified database connection issue, deploying fix",
+            "15m",
         ),
     )
     assert (accepted.status, accepted.body) == (200, None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.harness import SIGNING_SECRET, Running, eventually, running_bot
+from bot.harness import SIGNING_SECRET, Running, eventually, running_bot, update_modal_values
 from bot.ids import ActionId
 from bot.slack_standin import SlackStandIn, SlackUser
 from bot.store import connect
@@ -21,15 +21,6 @@ from tests.e2e.conftest import RedisProcess
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 GENERAL, MANAGERS = "C0GENERAL", "C0MANAGERS"
-
-
-def fields(status: str, impact: str, state: str, next_update: str) -> dict[str, object]:
-    return {
-        "status": {"value": {"type": "static_select", "selected_option": {"value": status}}},
-        "impact": {"value": {"type": "plain_text_input", "value": impact}},
-        "current_state": {"value": {"type": "plain_text_input", "value": state}},
-        "next_update": {"value": {"type": "static_select", "selected_option": {"value": next_update}}},
-    }
 
 
 def texts(running: Running, channel: str) -> list[str]:
@@ -55,7 +46,7 @@ async def open_modal(running: Running, channel: str) -> str:
 
 async def submit(running: Running, channel: str, *values: str) -> dict:  # type: ignore[type-arg]
     view_id = await open_modal(running, channel)
-    reply = await running.user.submit_view(BOB, view_id, fields(*values))
+    reply = await running.user.submit_view(BOB, view_id, update_modal_values(*values))
     await running.settle()
     return reply.body if isinstance(reply.body, dict) else {}
 
