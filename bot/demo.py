@@ -140,7 +140,8 @@ def print_channel(slack: SlackStandIn, channel_id: str) -> None:
     print(render_channel(slack, channel_id))
 
 
-async def demo(redis_url: str | None) -> int:
+async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
+    """Plays the incident; 0 if every Web API call was accepted, 1 if the stand-in rejected any."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "demo-playbook.yml"
         path.write_text(DEMO_PLAYBOOK)
@@ -155,7 +156,7 @@ async def demo(redis_url: str | None) -> int:
         )
         return 2
     started = time.monotonic()
-    async with running_bot(redis=redis, playbook=playbook) as run:
+    async with running_bot(slack=slack, redis=redis, playbook=playbook) as run:
         incident_id = await play(run)
         incident = await run.bot.service.get_incident(incident_id)
         assert incident.channel_id is not None

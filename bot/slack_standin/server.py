@@ -38,18 +38,8 @@ from .workspace import (
     Workspace,
 )
 
-# What incident-bot asks for at install time.
-DEFAULT_BOT_SCOPES = frozenset(
-    {
-        "commands",
-        "chat:write",
-        "chat:write.public",
-        "channels:manage",
-        "channels:read",
-        "groups:write",
-        "users:read",
-    }
-)
+# What incident-bot asks for at install time: exactly the bot scopes of its manifest.yml.
+DEFAULT_BOT_SCOPES = frozenset({"commands", "chat:write", "chat:write.public", "channels:manage"})
 CONNECTIONS_OPEN = "apps.connections.open"
 
 

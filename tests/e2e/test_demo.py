@@ -6,6 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from bot.demo import demo
+from bot.slack_standin import SlackStandIn
+from bot.slack_standin.server import DEFAULT_BOT_SCOPES
+
 
 def test_the_demo_plays_a_whole_incident_and_exits_zero() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_URL"))}
@@ -24,3 +30,14 @@ def test_the_demo_plays_a_whole_incident_and_exits_zero() -> None:
     assert "is *resolved*" in out and "Open incidents at" in out
     assert "timeline of INC-1" in out and 'ticked "How many users are affected?"' in out
     assert "embedded in-memory store" in done.stderr
+
+
+async def test_the_demo_fails_when_slack_would_have_rejected_a_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without channels:manage, conversations.create is refused: the demo still plays, then fails."""
+    scopes = DEFAULT_BOT_SCOPES - {"channels:manage"}
+    async with SlackStandIn(scopes=scopes) as slack:
+        assert await demo(None, slack=slack) == 1
+    err = capsys.readouterr().err
+    assert "rejected 1 Web API call" in err and "conversations.create: missing_scope" in err

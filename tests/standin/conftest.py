@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_standin import SlackStandIn
+from bot.slack_standin import DEFAULT_BOT_SCOPES, SlackStandIn
 
 from .builders import FakeClock
 
@@ -18,9 +18,13 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# The bot needs only DEFAULT_BOT_SCOPES; these tests also exercise methods beyond them.
+TEST_SCOPES = DEFAULT_BOT_SCOPES | {"channels:read", "groups:write", "users:read"}
+
+
 @pytest_asyncio.fixture
 async def slack(clock: FakeClock) -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn(clock=clock) as standin:
+    async with SlackStandIn(clock=clock, scopes=TEST_SCOPES) as standin:
         yield standin
 
 

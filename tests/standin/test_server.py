@@ -364,7 +364,9 @@ async def test_invite_users(slack: SlackStandIn, client: AsyncWebClient) -> None
 
 @pytest.mark.asyncio
 async def test_join_and_info_with_the_right_scopes(clock: FakeClock) -> None:
-    async with SlackStandIn(clock=clock, scopes=DEFAULT_BOT_SCOPES | {"channels:join"}) as slack:
+    async with SlackStandIn(
+        clock=clock, scopes=DEFAULT_BOT_SCOPES | {"channels:join", "channels:read"}
+    ) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
         before = await client.conversations_info(channel="C0MANAGERS", include_num_members=True)
