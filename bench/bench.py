@@ -42,7 +42,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench.procs import LoadClient, RedisServer, ServerProcess
+from bench.procs import LoadClient, ServerProcess
 from bench.redis_proxy import RedisCountingProxy, RoundTrip
 from bench.report import render_report
 from bench.seed import SeededIncident, every_nth, seed_open_incidents
@@ -50,6 +50,7 @@ from bench.signed import RequestFactory, SignedRequest, checkbox_action_ids
 from bench.stats import summarize
 from bot import keys, schedule_store, store
 from bot.app import create_app
+from bot.harness import RedisServer
 from bot.ids import ItemRef
 from bot.playbook import load_playbook
 from bot.schedule_store import ScheduleStore
@@ -828,7 +829,7 @@ async def reminders(
 async def run(options: Options) -> JsonDict:
     began = time.perf_counter()
     log_dir = Path(tempfile.mkdtemp(prefix="incident-bench-"))
-    redis_server = RedisServer(log_dir)
+    redis_server = RedisServer(log_dir / "redis.log")
     await redis_server.start()
     admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
     load = LoadClient()

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-import redis.asyncio as aioredis
+
+from bot.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -39,69 +38,10 @@ _BOT_ENV = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a running process, from /proc (10 ms resolution)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-class RedisServer:
-    """A private redis-server without persistence, so INFO and MEMORY figures are ours alone."""
-
-    def __init__(self, log_dir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
-        self.binary = binary
-        self.port = free_port()
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - starts in milliseconds
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--logfile", str(self.log_dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = aioredis.Redis(port=self.port)
-        try:
-            for _ in range(200):
-                try:
-                    await client.ping()
-                    return
-                except Exception:
-                    await asyncio.sleep(0.025)
-            raise RuntimeError("redis-server did not start")
-        finally:
-            await client.aclose()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
 
 
 class ServerProcess:

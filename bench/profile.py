@@ -25,8 +25,9 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bench import bench
-from bench.procs import LoadClient, RedisServer, ServerProcess
+from bench.procs import LoadClient, ServerProcess
 from bench.signed import RequestFactory
+from bot.harness import RedisServer
 from bot.slack_standin import SlackStandIn, SlackUser
 
 # (label, a frame that marks it), counted inclusively; a sample can fall under several.
@@ -89,7 +90,7 @@ async def stop_profiled(bot: ServerProcess) -> None:
 async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> str:
     log_dir = Path(tempfile.mkdtemp(prefix="incident-profile-"))
     output = log_dir / f"{kind}-c{concurrency}.txt"
-    redis_server = RedisServer(log_dir)
+    redis_server = RedisServer(log_dir / "redis.log")
     await redis_server.start()
     admin = aioredis.Redis(port=redis_server.port, decode_responses=True)
     load = LoadClient()

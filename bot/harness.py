@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import IO
 import aiohttp
 import redis.asyncio as aioredis
 import uvicorn
+from redis.exceptions import RedisError
 
 from bot.app import IncidentBot, create_app
 from bot.models import utcnow
@@ -220,3 +222,54 @@ def update_modal_values(status: str, impact: str, state: str, next_update: str) 
         "current_state": {"value": {"type": "plain_text_input", "value": state}},
         "next_update": {"value": {"type": "static_select", "selected_option": {"value": next_update}}},
     }
+
+
+class RedisServer:
+    """A private redis-server without persistence on a free loopback port; it can be stopped
+    (killed, as a crash would) and started again on the same port."""
+
+    def __init__(self, log_file: Path | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        if self.log_file is not None:
+            args += ["--logfile", str(self.log_file)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+        client = aioredis.Redis(port=self.port)
+        try:
+            for _ in range(200):
+                try:
+                    await client.ping()
+                    return
+                except (OSError, RedisError):
+                    await asyncio.sleep(0.025)
+            raise RuntimeError("redis-server did not start")
+        finally:
+            await client.aclose()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None

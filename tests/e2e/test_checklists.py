@@ -7,12 +7,12 @@ import json
 
 import redis.asyncio as aioredis
 
-from bot.harness import Running, running_bot
+from bot.harness import RedisServer, Running, running_bot
 from bot.ids import ItemRef
 from bot.slack_standin import Bucket, RateLimitConfig, SlackStandIn
 from bot.slack_standin.workspace import Message
 from bot.store import connect
-from tests.e2e.conftest import RedisProcess, connect_like
+from tests.e2e.conftest import connect_like
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 GENERAL = "C0GENERAL"
@@ -147,7 +147,7 @@ async def test_a_burst_of_ticks_ends_showing_exactly_the_stored_state(running: R
 
 
 async def test_when_redis_is_down_the_user_is_told_and_the_bot_recovers(
-    redis_process: RedisProcess,
+    redis_process: RedisServer,
 ) -> None:
     async with running_bot(redis=connect(redis_process.url)) as running:
         channel, assess = await open_sev2(running)

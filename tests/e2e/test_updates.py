@@ -6,18 +6,24 @@ import asyncio
 import json
 import os
 import re
-import socket
-import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from bot.harness import SIGNING_SECRET, Running, eventually, running_bot, update_modal_values
+from bot.harness import (
+    SIGNING_SECRET,
+    RedisServer,
+    Running,
+    eventually,
+    free_port,
+    http_healthy,
+    running_bot,
+    start_bot_process,
+    update_modal_values,
+)
 from bot.ids import ActionId
 from bot.slack_standin import SlackStandIn, SlackUser
 from bot.store import connect
-from tests.e2e.conftest import RedisProcess
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 GENERAL, MANAGERS = "C0GENERAL", "C0MANAGERS"
@@ -237,7 +243,7 @@ def reminder_numbers(running_slack: SlackStandIn, channel: str) -> list[str]:
 
 
 async def test_two_bot_processes_post_each_reminder_once(
-    two_second_playbook: Path, redis_process: RedisProcess
+    two_second_playbook: Path, redis_process: RedisServer
 ) -> None:
     async with (
         running_bot(redis=connect(redis_process.url), playbook_path=two_second_playbook) as first,
@@ -252,40 +258,12 @@ async def test_two_bot_processes_post_each_reminder_once(
         assert all("late" not in n for n in numbers)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start_bot_process(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the bot process did not start")
+    return await start_bot_process(env, http_healthy(port), args=["--host", "127.0.0.1", "--port", str(port)])
 
 
 async def test_kill_9_and_restart_fires_what_fell_due_once_marked_late(
-    two_second_playbook: Path, redis_process: RedisProcess
+    two_second_playbook: Path, redis_process: RedisServer
 ) -> None:
     async with SlackStandIn() as slack:
         env = {
@@ -298,7 +276,7 @@ async def test_kill_9_and_restart_fires_what_fell_due_once_marked_late(
             "INCIDENT_STAKEHOLDER_CHANNEL": MANAGERS,
         }
         env.pop("SLACK_APP_TOKEN", None)
-        port = _free_port()
+        port = free_port()
         proc = await _start_bot_process(env, port)
         user = SlackUser(slack, f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET)
         try:
