@@ -140,6 +140,7 @@ class IncidentService:
         self, severity: Severity, title: str, declared_by: str, origin_channel: str
     ) -> Incident:
         now = self.clock()
+        spec = self.severity_spec(severity)
         incident_id, number = await self.store.next_incident_id()
         incident = Incident(
             id=incident_id,
@@ -152,9 +153,8 @@ class IncidentService:
             updated_at=now,
             origin_channel=origin_channel,
             status_changed_at={Status.INVESTIGATING: now},
-            next_update_due=now + self.severity_spec(severity).update_every,
+            next_update_due=now + spec.update_every,
         )
-        spec = self.severity_spec(severity)
         event = TimelineEvent(
             at=now,
             kind=EventKind.DECLARED,
