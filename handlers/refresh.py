@@ -37,12 +37,14 @@ class ChecklistRefresher:
         self.max_retries = max_retries
         self._pending: dict[MessageKey, MessageState] = {}
         self._tasks: dict[MessageKey, asyncio.Task[None]] = {}
+        self._newest: dict[MessageKey, int] = {}  # newest revision seen, while a task runs
 
     def refresh(self, state: MessageState) -> None:
         key = (state.incident_id, state.message.ts)
-        queued = self._pending.get(key)
-        if queued is None or state.rev >= queued.rev:
-            self._pending[key] = state
+        if state.rev < self._newest.get(key, -1):
+            return  # a newer state of this message is already queued or sent
+        self._newest[key] = state.rev
+        self._pending[key] = state
         if key not in self._tasks:
             self._tasks[key] = asyncio.create_task(self._run(key))
 
@@ -70,10 +72,13 @@ class ChecklistRefresher:
                 if key in self._pending:
                     continue
                 if await self.service.message_revision(*key) != state.rev:
-                    self._pending[key] = await self.service.message_state(*key)
+                    fresh = await self.service.message_state(*key)
+                    self._newest[key] = max(fresh.rev, self._newest.get(key, -1))
+                    self._pending[key] = fresh
         except (StoreUnavailable, NotAChecklistItem) as exc:
             log.warning("checklist %s not refreshed: %s", key, exc)
         except Exception:
             log.exception("checklist %s not refreshed", key)
         finally:
             self._tasks.pop(key, None)
+            self._newest.pop(key, None)
