@@ -96,6 +96,7 @@ class Options:
     burst_ticks: int = 50
     counted_declares: int = 5
     json_path: Path | None = None
+    bot_workers: int = 1
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -201,7 +202,9 @@ class Context:
         }
 
     def bot_process(self, name: str, redis_url: str) -> ServerProcess:
-        return ServerProcess(name, ["bot", "run"], self.bot_env(redis_url), self.log_dir)
+        workers = self.options.bot_workers
+        args = ["bot", "run", "--workers", str(workers)] if workers > 1 else ["bot", "run"]
+        return ServerProcess(name, args, self.bot_env(redis_url), self.log_dir)
 
     def floor_process(self) -> ServerProcess:
         env = self.bot_env("")
@@ -881,6 +884,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--incidents", type=int, default=10_000, help="open incidents for part 3 (10000)")
     parser.add_argument("--reminders", type=int, default=200, help="reminders per lateness run (200)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--bot-workers", type=int, default=1, help="run the bot with `--workers N` (default 1)"
+    )
     args = parser.parse_args(argv)
     return Options(
         requests=args.requests,
@@ -888,6 +894,7 @@ def parse_args(argv: list[str] | None) -> Options:
         incidents=args.incidents,
         reminders=min(args.reminders, args.incidents),
         json_path=args.json,
+        bot_workers=args.bot_workers,
     )
 
 

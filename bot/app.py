@@ -159,3 +159,8 @@ def create_app(
     handlers.register(bolt)
     reminder_clock = ReminderClock(lambda: deliver_due(deps), poll_seconds=reminder_poll)
     return IncidentBot(settings, bolt, service, store, refresher, reminder_clock)
+
+
+def asgi_from_environment() -> Starlette:
+    """The ASGI app built from the environment, for each of uvicorn's worker processes."""
+    return create_app(Settings()).asgi()

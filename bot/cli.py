@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -32,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         help="HTTP port (default: $PORT, else 3000); in Socket Mode it serves only /healthz",
     )
     run.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on (default 0.0.0.0)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP worker processes sharing one Redis (default 1; more need REDIS_URL)",
+    )
     demo = sub.add_parser(
         "demo", help="play a scripted incident against a built-in Slack stand-in (no workspace needed)"
     )
@@ -89,19 +96,23 @@ async def _serve_socket_mode(bot: IncidentBot, host: str, port: int) -> int:
     return 0
 
 
-def _serve_http(bot: IncidentBot, host: str, port: int) -> None:
+def _serve_http(bot: IncidentBot, host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    config = uvicorn.Config(
-        bot.asgi(),
-        host=host,
-        port=port,
-        log_level=bot.settings.log_level.lower(),
-        lifespan="on",
-        access_log=False,  # every request is POST /slack/events; listeners log what matters
-    )
     log.info("serving Slack requests on http://%s:%d/slack/events", host, port)
-    uvicorn.Server(config).run()
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": bot.settings.log_level.lower(),
+        "lifespan": "on",
+        "access_log": False,  # every request is POST /slack/events; listeners log what matters
+    }
+    if workers > 1:
+        # Each worker builds its own bot from the environment; Redis is what they share, and
+        # its atomic claims keep reminders and checklist renders right across processes.
+        uvicorn.run("bot.app:asgi_from_environment", factory=True, workers=workers, **options)
+    else:
+        uvicorn.Server(uvicorn.Config(bot.asgi(), **options)).run()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail("SLACK_APP_TOKEN must be an app-level token (xapp-…), not a bot or user token.")
     if not settings.slack_app_token and not settings.slack_signing_secret:
         return _fail("set SLACK_SIGNING_SECRET to serve HTTP, or SLACK_APP_TOKEN (xapp-…) for Socket Mode.")
+    if args.workers < 1:
+        return _fail("--workers must be 1 or more.")
+    if args.workers > 1 and settings.slack_app_token:
+        return _fail("--workers is for HTTP; in Socket Mode run several processes instead.")
+    if args.workers > 1 and not settings.redis_url:
+        return _fail("--workers needs REDIS_URL: workers share their state through Redis.")
     try:
         bot = create_app(settings)
     except PlaybookError as exc:
@@ -128,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.slack_app_token:
         log.info("connecting to Slack over Socket Mode")
         return asyncio.run(_serve_socket_mode(bot, args.host, port))
-    _serve_http(bot, args.host, port)
+    _serve_http(bot, args.host, port, args.workers)
     return 0
 
 

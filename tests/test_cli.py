@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 
-def run_bot(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_bot(env_extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "INCIDENT_", "REDIS_URL"))}
     env.update(env_extra)
     return subprocess.run(
-        [sys.executable, "-m", "bot", "run", "--port", "0"],
+        [sys.executable, "-m", "bot", "run", "--port", "0", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -40,3 +40,8 @@ def test_an_invalid_playbook_stops_the_bot_naming_file_key_and_problem(tmp_path:
 def test_missing_credentials_are_named(env: dict[str, str], says: str) -> None:
     done = run_bot(env)
     assert done.returncode == 2 and says in done.stderr
+
+
+def test_workers_need_a_shared_redis() -> None:
+    done = run_bot({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}, "--workers", "2")
+    assert done.returncode == 2 and "--workers needs REDIS_URL" in done.stderr
