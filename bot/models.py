@@ -213,3 +213,23 @@ class MessageState(BaseModel):
 
 def incident_id_for(number: int) -> str:
     return f"INC-{number}"
+
+
+# Polling runs every fraction of a second; a claim later than this was missed by a dead process.
+LATE_AFTER = timedelta(seconds=2)
+
+
+class Claim(BaseModel):
+    """A due reminder (or digest) this process now owns until it confirms delivery."""
+
+    member: str
+    due_at: datetime
+    token: str  # the due time exactly as Redis holds it, to confirm this claim and no other
+    missed: int  # 1 for the first reminder since the last update, 2 for the second, ...
+
+    def lateness(self, now: datetime) -> timedelta:
+        return now - self.due_at
+
+    def is_late(self, now: datetime) -> bool:
+        """Later than polling explains: no bot process was running when it fell due."""
+        return self.lateness(now) > LATE_AFTER

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
 
 from bot import keys
+from bot.models import Claim
 from bot.store import translate_errors
 
 # ARGV holds (member, due, every) triples: several members are (re)scheduled in one call.
@@ -70,26 +70,6 @@ redis.call('ZADD', KEYS[1], next_due, ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 return 1
 """
-
-
-# Polling runs every fraction of a second; a claim later than this was missed by a dead process.
-LATE_AFTER = timedelta(seconds=2)
-
-
-class Claim(BaseModel):
-    """A due reminder (or digest) this process now owns until it confirms delivery."""
-
-    member: str
-    due_at: datetime
-    token: str  # the due time exactly as Redis holds it, to confirm this claim and no other
-    missed: int  # 1 for the first reminder since the last update, 2 for the second, ...
-
-    def lateness(self, now: datetime) -> timedelta:
-        return now - self.due_at
-
-    def is_late(self, now: datetime) -> bool:
-        """Later than polling explains: no bot process was running when it fell due."""
-        return self.lateness(now) > LATE_AFTER
 
 
 def _ts(at: datetime) -> str:

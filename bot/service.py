@@ -11,6 +11,7 @@ from bot.keys import DIGEST
 from bot.models import (
     ChecklistMessage,
     ChecklistSection,
+    Claim,
     EventKind,
     Incident,
     MessageState,
@@ -24,7 +25,7 @@ from bot.models import (
     utcnow,
 )
 from bot.playbook import Playbook, SeveritySpec
-from bot.schedule_store import Claim, ScheduleStore
+from bot.schedule_store import ScheduleStore
 from bot.store import IncidentStore
 
 DEFAULT_TITLE = "Untitled incident"

@@ -23,9 +23,17 @@ from slack_sdk.models.views import View
 from bot.blocks import Rendered
 from bot.blocks import format as fmt
 from bot.ids import INPUT_ACTION, ActionId, CallbackId, IncidentRef, UpdateField
-from bot.models import Incident, Severity, Status, StatusUpdate, format_duration, parse_duration
+from bot.models import (
+    LATE_AFTER,
+    Claim,
+    Incident,
+    Severity,
+    Status,
+    StatusUpdate,
+    format_duration,
+    parse_duration,
+)
 from bot.playbook import SeveritySpec
-from bot.schedule_store import LATE_AFTER, Claim
 from bot.text import escape_mrkdwn, truncate
 
 NEXT_UPDATE_CHOICES = ("5m", "10m", "15m", "30m", "1h", "2h", "4h", "8h", "24h")
