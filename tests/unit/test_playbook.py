@@ -10,7 +10,7 @@ import pytest
 from bot.models import Phase, Severity, format_duration, parse_duration
 from bot.playbook import ITEM_MAX_CHARS, Playbook, PlaybookError, load_playbook
 
-# Verbatim from /work/shared/seed/production-debugging.md.
+# Verbatim from the production-debugging playbook (the seed of the built-in playbook).
 SEED_IMPACT_ASSESSMENT = [
     "How many users are affected?",
     "What percentage of requests are failing?",
