@@ -99,11 +99,6 @@ def usage(problem: str | None = None) -> str:
     return f"{problem}\n\n{USAGE}" if problem else USAGE
 
 
-def notice(text: str) -> str:
-    """A one-line note to the user who acted (ephemeral)."""
-    return text
-
-
 def declared(incident: Incident) -> str:
     """The immediate answer to the declarer, before the channel exists."""
     return f":white_check_mark: *{incident.id}* declared: {_title(incident)}. Opening its channel…"
