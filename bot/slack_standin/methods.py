@@ -169,6 +169,14 @@ class CallContext:
             raise ApiError("invalid_blocks_format", reasons=["blocks must be a JSON array"])
         return text, blocks, attachments
 
+    def checked_message_content(self) -> tuple[str | None, object, object]:
+        """A new message's content, refused as Slack refuses it (no text, bad blocks, limits)."""
+        text, blocks, attachments = self.message_content()
+        rejection = check_message(text=text, blocks=blocks, attachments=attachments)
+        if rejection is not None:
+            raise ApiError.from_rejection(rejection)
+        return text, blocks, attachments
+
 
 Handler = Callable[[CallContext], JsonDict]
 
@@ -207,10 +215,7 @@ def chat_post_message(ctx: CallContext) -> JsonDict:
     channel = ctx.visible_channel(ctx.text_arg("channel"))
     ctx.ensure_can_post(channel)
     ctx.rate_limit("chat.postMessage", channel.id)
-    text, blocks, attachments = ctx.message_content()
-    rejection = check_message(text=text, blocks=blocks, attachments=attachments)
-    if rejection is not None:
-        raise ApiError.from_rejection(rejection)
+    text, blocks, attachments = ctx.checked_message_content()
     message = ctx.workspace.add_message(
         channel_id=channel.id,
         text=text or "",
@@ -266,10 +271,7 @@ def chat_post_ephemeral(ctx: CallContext) -> JsonDict:
     user_id = ctx.required_text_arg("user", "user_not_in_channel")
     if user_id not in ctx.workspace.users or (not channel.is_general and user_id not in channel.members):
         raise ApiError("user_not_in_channel", reasons=[f"{user_id} is not in #{channel.name}"])
-    text, blocks, attachments = ctx.message_content()
-    rejection = check_message(text=text, blocks=blocks, attachments=attachments)
-    if rejection is not None:
-        raise ApiError.from_rejection(rejection)
+    text, blocks, _ = ctx.checked_message_content()
     ephemeral = ctx.workspace.add_ephemeral(
         channel_id=channel.id,
         user_id=user_id,
