@@ -50,12 +50,12 @@ from bench.signed import RequestFactory, SignedRequest, checkbox_action_ids
 from bench.stats import summarize
 from bot import keys, schedule_store, store
 from bot.app import create_app
-from bot.harness import RedisServer
+from bot.demo.harness import RedisServer
+from bot.demo.standin import SlackStandIn, SlackUser
 from bot.ids import ItemRef
 from bot.playbook import load_playbook
 from bot.schedule_store import ScheduleStore
 from bot.service import IncidentService
-from bot.slack_standin import SlackStandIn, SlackUser
 from bot.store import IncidentStore, connect
 
 JsonDict = dict[str, Any]

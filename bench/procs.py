@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import aiohttp
 
-from bot.harness import free_port
+from bot.demo.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

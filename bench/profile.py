@@ -27,8 +27,8 @@ import redis.asyncio as aioredis
 from bench import bench
 from bench.procs import LoadClient, ServerProcess
 from bench.signed import RequestFactory
-from bot.harness import RedisServer
-from bot.slack_standin import SlackStandIn, SlackUser
+from bot.demo.harness import RedisServer
+from bot.demo.standin import SlackStandIn, SlackUser
 
 # (label, a frame that marks it), counted inclusively; a sample can fall under several.
 ACTIVITIES = (

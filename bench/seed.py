@@ -15,10 +15,10 @@ import itertools
 from dataclasses import dataclass
 
 from bot.blocks.checklist import split_sections
+from bot.demo.standin import SlackStandIn
 from bot.models import ChecklistMessage, Severity
 from bot.naming import channel_name
 from bot.service import IncidentService
-from bot.slack_standin import SlackStandIn
 
 SEVERITIES = (Severity.SEV1, Severity.SEV2, Severity.SEV3, Severity.SEV4)
 DECLARER = "U0ALICE"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.slack_standin import SlackStandIn, SlackUser
-from bot.slack_standin.payloads import (
+from bot.demo.standin import SlackStandIn, SlackUser
+from bot.demo.standin.payloads import (
     Actor,
     block_actions_payload,
     checkbox_selection,
@@ -23,7 +23,7 @@ from bot.slack_standin.payloads import (
     find_element,
     slash_command_form,
 )
-from bot.slack_standin.user import FORM_CONTENT_TYPE
+from bot.demo.standin.user import FORM_CONTENT_TYPE
 
 JsonDict = dict[str, Any]
 

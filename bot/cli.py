@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return run(args)
     if args.command == "demo":
-        from bot.demo import main as demo_main
+        from bot.demo.script import main as demo_main
 
         return demo_main(args.redis_url)
     return _fail(f"unknown command {args.command}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.slack_standin import DEFAULT_BOT_SCOPES
+from bot.demo.standin import DEFAULT_BOT_SCOPES
 
 MANIFEST = yaml.safe_load((Path(__file__).parent.parent / "manifest.yml").read_text())
 

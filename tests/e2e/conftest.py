@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.harness import RedisServer, Running, running_bot
+from bot.demo.harness import RedisServer, Running, running_bot
 from bot.store import connect
 
 

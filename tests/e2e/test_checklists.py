@@ -7,10 +7,10 @@ import json
 
 import redis.asyncio as aioredis
 
-from bot.harness import RedisServer, Running, running_bot
+from bot.demo.harness import RedisServer, Running, running_bot
+from bot.demo.standin import Bucket, RateLimitConfig, SlackStandIn
+from bot.demo.standin.workspace import Message
 from bot.ids import ItemRef
-from bot.slack_standin import Bucket, RateLimitConfig, SlackStandIn
-from bot.slack_standin.workspace import Message
 from bot.store import connect
 from tests.e2e.conftest import connect_like
 

@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot import keys
-from bot.harness import Running, eventually, running_bot
+from bot.demo.harness import Running, eventually, running_bot
+from bot.demo.standin import SlackStandIn
 from bot.models import Severity
-from bot.slack_standin import SlackStandIn
 from tests.e2e.conftest import connect_like
 
 ALICE, BOB = "U0ALICE", "U0BOB"

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from bot.demo import demo
-from bot.slack_standin import SlackStandIn
-from bot.slack_standin.server import DEFAULT_BOT_SCOPES
+from bot.demo.script import demo
+from bot.demo.standin import SlackStandIn
+from bot.demo.standin.server import DEFAULT_BOT_SCOPES
 
 
 def test_the_demo_plays_a_whole_incident_and_exits_zero() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bot.harness import (
+from bot.demo.harness import (
     eventually,
     free_port,
     http_healthy,
@@ -29,8 +29,8 @@ from bot.harness import (
     stop_bot_process,
     update_modal_values,
 )
-from bot.slack_standin import SlackStandIn, SlackUser
-from bot.slack_standin.workspace import Message
+from bot.demo.standin import SlackStandIn, SlackUser
+from bot.demo.standin.workspace import Message
 from tests.conftest import REDIS_TEST_URL
 
 ALICE, BOB = "U0ALICE", "U0BOB"

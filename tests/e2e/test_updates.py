@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.harness import (
+from bot.demo.harness import (
     SIGNING_SECRET,
     RedisServer,
     Running,
@@ -21,8 +21,8 @@ from bot.harness import (
     start_bot_process,
     update_modal_values,
 )
+from bot.demo.standin import SlackStandIn, SlackUser
 from bot.ids import ActionId
-from bot.slack_standin import SlackStandIn, SlackUser
 from bot.store import connect
 
 ALICE, BOB = "U0ALICE", "U0BOB"

@@ -7,7 +7,7 @@ import os
 
 import redis.asyncio as aioredis
 
-from bot.harness import (
+from bot.demo.harness import (
     SIGNING_SECRET,
     eventually,
     free_port,
@@ -15,7 +15,7 @@ from bot.harness import (
     start_bot_process,
     stop_bot_process,
 )
-from bot.slack_standin import SlackStandIn, SlackUser
+from bot.demo.standin import SlackStandIn, SlackUser
 from tests.conftest import REDIS_TEST_URL
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"

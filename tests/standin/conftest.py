@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_standin import DEFAULT_BOT_SCOPES, SlackStandIn
+from bot.demo.standin import DEFAULT_BOT_SCOPES, SlackStandIn
 
 from .builders import FakeClock
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack_standin.limits import (
+from bot.demo.standin.limits import (
     Rejection,
     check_blocks,
     check_message,

@@ -12,14 +12,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack_standin import (
+from bot.demo.standin import (
     DEFAULT_BOT_SCOPES,
     Bucket,
     RateLimitConfig,
     SeedChannel,
     SlackStandIn,
 )
-from bot.slack_standin.workspace import Message
+from bot.demo.standin.workspace import Message
 
 from .builders import (
     FakeClock,

@@ -18,8 +18,8 @@ import pytest
 import pytest_asyncio
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot.harness import eventually
-from bot.slack_standin import (
+from bot.demo.harness import eventually
+from bot.demo.standin import (
     NO_ACK_STATUS,
     NOT_CONNECTED_STATUS,
     SlackStandIn,

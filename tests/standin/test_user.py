@@ -20,7 +20,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_standin import SlackStandIn, SlackUser, render_channel
+from bot.demo.standin import SlackStandIn, SlackUser, render_channel
 
 from .builders import actions, button, checkboxes, modal, option, plain, section, title_input
 

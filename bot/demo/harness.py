@@ -26,10 +26,10 @@ import uvicorn
 from redis.exceptions import RedisError
 
 from bot.app import IncidentBot, create_app
+from bot.demo.standin import SlackStandIn, SlackUser
 from bot.models import utcnow
 from bot.playbook import Playbook
 from bot.settings import Settings
-from bot.slack_standin import SlackStandIn, SlackUser
 
 SIGNING_SECRET = "standin-signing-secret"
 STAKEHOLDER_CHANNEL = "C0MANAGERS"

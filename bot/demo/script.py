@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from bot.blocks.timeline import timeline_lines
-from bot.harness import Running, eventually, running_bot, update_modal_values
+from bot.demo.harness import Running, eventually, running_bot, update_modal_values
+from bot.demo.standin import SlackStandIn
+from bot.demo.standin.transcript import render_channel
 from bot.playbook import load_playbook
-from bot.slack_standin import SlackStandIn
-from bot.slack_standin.transcript import render_channel
 from bot.store import connect
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
