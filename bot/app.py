@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import aiohttp
 import redis.asyncio as aioredis
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 import handlers
+from bot.delivery import Delivery, DeliveryConfig
+from bot.errors import StoreUnavailable
+from bot.http_edge import SlackRequestGuard, install_error_handler
 from bot.models import utcnow
 from bot.playbook import Playbook, load_playbook
+from bot.refresher import ChecklistRefresher
+from bot.reminders import deliver_due
 from bot.schedule_store import ScheduleStore
 from bot.scheduler import ReminderClock
-from bot.service import SETUP_GRACE, IncidentService
+from bot.service import IncidentService
 from bot.settings import Settings
-from bot.store import IncidentStore, StoreUnavailable, connect, embedded
+from bot.slack_gateway import SlackGateway
+from bot.store import IncidentStore, connect, embedded
 from handlers.deps import Deps, install
-from handlers.refresh import ChecklistRefresher
-from handlers.reminders import deliver_due
-from handlers.slack_api import SlackGateway
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class IncidentBot:
     store: IncidentStore
     refresher: ChecklistRefresher
     clock: ReminderClock
+    delivery: Delivery
 
     @property
     def slack_client(self) -> AsyncWebClient:
@@ -59,9 +64,11 @@ class IncidentBot:
         if not self.settings.slack_signing_secret:
             raise ValueError("serving HTTP needs SLACK_SIGNING_SECRET to verify Slack's requests")
         slack_handler = AsyncSlackRequestHandler(self.bolt)
+        install_error_handler(self.bolt)
 
-        async def events(request: Request) -> Response:
-            return await slack_handler.handle(request)
+        async def events(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await slack_handler.handle(Request(scope, receive))
+            await response(scope, receive, send)
 
         async def healthz(request: Request) -> Response:
             return JSONResponse(await self.health())
@@ -76,7 +83,12 @@ class IncidentBot:
 
         return Starlette(
             routes=[
-                Route("/slack/events", events, methods=["POST"]),
+                # The guard is an ASGI app, so Starlette routes to it as is: only this route has it.
+                Route(
+                    "/slack/events",
+                    SlackRequestGuard(events, signing_secret=self.settings.slack_signing_secret),
+                    methods=["POST"],
+                ),
                 Route("/healthz", healthz, methods=["GET"]),
             ],
             lifespan=lifespan,
@@ -105,9 +117,11 @@ class IncidentBot:
         except StoreUnavailable as exc:
             log.warning("digest not scheduled yet, store unavailable: %s", exc)
         self.clock.start()
+        self.delivery.start()
 
     async def close(self) -> None:
         self.clock.stop()
+        await self.delivery.stop()
         await self.refresher.drain()
         await self.store.close()
         if self.slack_client.session is not None:
@@ -123,7 +137,8 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     refresh_interval: float = 0.3,
     reminder_poll: float = 0.25,
-    setup_grace: timedelta = SETUP_GRACE,
+    slack_timeout: float = 10.0,
+    delivery: DeliveryConfig | None = None,
 ) -> IncidentBot:
     """Build the bot. `redis` and `playbook` default to what the settings name."""
     if playbook is None:
@@ -135,10 +150,14 @@ def create_app(
             log.warning(EMBEDDED_WARNING)
             redis = embedded()
     store = IncidentStore(redis)
-    service = IncidentService(store, ScheduleStore(redis), playbook, clock, setup_grace)
+    service = IncidentService(store, ScheduleStore(redis), playbook, clock)
 
-    client = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.api_base_url)
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    # No retry handlers in the client: the delivery loop retries with backoff (honouring
+    # Retry-After) without holding anything up, and knows when an answer was lost.
+    client = AsyncWebClient(
+        token=settings.slack_bot_token or None, base_url=settings.api_base_url, timeout=int(slack_timeout)
+    )
+    client.timeout = slack_timeout  # type: ignore[assignment]  # aiohttp takes fractions of seconds
     bolt = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret,
@@ -147,18 +166,28 @@ def create_app(
     )
     slack = SlackGateway(client)
     refresher = ChecklistRefresher(service, slack, min_interval=refresh_interval)
+    stakeholders = settings.stakeholder_channel or None
+    config = delivery or DeliveryConfig()
+    config = dataclasses.replace(
+        config,
+        stakeholder_channel=stakeholders,
+        create_channels=settings.create_channels,
+        channel_prefix=settings.channel_prefix,
+    )
+    outbox = Delivery(service, slack, config, clock)
     deps = Deps(
         service=service,
         slack=slack,
         refresher=refresher,
-        stakeholder_channel=settings.stakeholder_channel or None,
+        delivery=outbox,
         create_channels=settings.create_channels,
-        channel_prefix=settings.channel_prefix,
     )
     install(bolt, deps)
     handlers.register(bolt)
-    reminder_clock = ReminderClock(lambda: deliver_due(deps), poll_seconds=reminder_poll)
-    return IncidentBot(settings, bolt, service, store, refresher, reminder_clock)
+    reminder_clock = ReminderClock(
+        lambda: deliver_due(service, slack, stakeholders, outbox.wake), poll_seconds=reminder_poll
+    )
+    return IncidentBot(settings, bolt, service, store, refresher, reminder_clock, outbox)
 
 
 def asgi_from_environment() -> Starlette:

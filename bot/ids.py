@@ -31,6 +31,7 @@ class ItemRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     i: str  # incident id
+    u: str = ""  # the incident's unique id
     k: str  # item id
     v: int = 0  # message revision
 
@@ -64,6 +65,7 @@ class IncidentRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     incident_id: str
+    uid: str = ""  # the incident's unique id: a reference to a gone or renumbered incident is refused
 
     def encode(self) -> str:
         return self.model_dump_json()

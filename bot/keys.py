@@ -52,3 +52,28 @@ SCHEDULE_MISSED = "schedule:{reminders}:missed"  # HASH member -> reminders sent
 SCHEDULE_CLAIMS = "schedule:{reminders}:claims"  # HASH member -> due time being delivered now
 SCHEDULE_KEYS = [SCHEDULE_DUE, SCHEDULE_EVERY, SCHEDULE_MISSED, SCHEDULE_CLAIMS]
 DIGEST = "digest"
+
+
+def outbox(incident_id: str) -> str:
+    """HASH: effect id -> the Slack work a change implies, as JSON, until it is delivered."""
+    return f"{PREFIX}:{{{incident_id}}}:outbox"
+
+
+def delivery_lock(incident_id: str) -> str:
+    """STRING: the token of the process delivering this incident's outbox now (expires)."""
+    return f"{PREFIX}:{{{incident_id}}}:delivering"
+
+
+def shown(incident_id: str) -> str:
+    """HASH: message ts -> the revision that Slack last accepted for that checklist message."""
+    return f"{PREFIX}:{{{incident_id}}}:shown"
+
+
+# Incidents whose outbox may hold work, and when to look: written before the work itself, so
+# a process dying in between leaves only a hint that finds nothing.
+OUTBOX_DUE = "outbox:{delivery}:due"  # ZSET incident id -> when to look (unix seconds)
+
+
+def declare_request(request_id: str) -> str:
+    """STRING: the incident a declaring request created, so a retried request creates none."""
+    return f"request:{{{request_id}}}:declared"

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
+from bot.errors import IncidentClosed, NothingToChange
+
 
 class Severity(StrEnum):
     SEV1 = "sev1"
@@ -112,6 +114,7 @@ class ChecklistMessage(BaseModel):
 
     channel: str
     ts: str
+    incident_uid: str = ""  # carried by every item's block_id, so clicks reach only this incident
     phase: Phase
     part: int = 1
     sections: tuple[ChecklistSection, ...]
@@ -132,6 +135,7 @@ class Tick(BaseModel):
 
 class EventKind(StrEnum):
     DECLARED = "declared"
+    DELIVERY_FAILED = "delivery_failed"
     CHANNEL = "channel"
     CHECKLIST_POSTED = "checklist_posted"
     TICKED = "ticked"
@@ -177,8 +181,12 @@ PHASE_GUIDE: dict[Phase, tuple[str, str]] = {
 }
 
 
+REQUESTS_KEPT = 20  # request ids remembered per incident, to apply each request once
+
+
 class Incident(BaseModel):
     id: str
+    uid: str = ""  # unique across every incident ever declared, even when a number repeats
     number: int
     severity: Severity
     title: str
@@ -191,15 +199,82 @@ class Incident(BaseModel):
     channel_id: str | None = None
     channel_name: str | None = None
     dedicated_channel: bool = False
+    channel_note: str | None = None  # why the incident runs where it runs, when not in its own channel
     header_ts: str | None = None
     status_changed_at: dict[Status, datetime] = Field(default_factory=dict)
     last_update: StatusUpdate | None = None
     next_update_due: datetime | None = None  # the promise made to readers; None once resolved
     verification_ts: str | None = None  # the Verification checklist message, once posted
+    revision: int = 0  # bumped by every stored change; orders the Slack work each change implies
+    requests: tuple[str, ...] = ()  # the latest requests applied (ids), so a retry changes nothing
+    planned_items: frozenset[str] = frozenset()  # checklist items posted or queued for posting
 
     @property
     def is_resolved(self) -> bool:
         return self.status is Status.RESOLVED
+
+    def require_open(self) -> None:
+        if self.is_resolved:
+            raise IncidentClosed(self.id)
+
+    def has_applied(self, request_id: str | None) -> bool:
+        return request_id is not None and request_id in self.requests
+
+    def _changed(self, at: datetime, request_id: str | None, **fields: Any) -> Incident:
+        """A validated copy with `fields` changed, one revision on, remembering the request."""
+        requests = self.requests
+        if request_id is not None:
+            requests = (*requests, request_id)[-REQUESTS_KEPT:]
+        data = self.model_dump()
+        data.update(fields, updated_at=at, revision=self.revision + 1, requests=requests)
+        return Incident.model_validate(data)
+
+    def moved_to(
+        self, status: Status, at: datetime, update: StatusUpdate | None = None, request_id: str | None = None
+    ) -> Incident:
+        """The incident in `status`, remembering when it first reached each status."""
+        self.require_open()
+        reached = dict(self.status_changed_at)
+        reached.setdefault(status, at)
+        last = update or self.last_update
+        due = None if status is Status.RESOLVED or last is None else last.next_due
+        if update is None and status is not Status.RESOLVED:
+            due = self.next_update_due
+        return self._changed(
+            at, request_id, status=status, status_changed_at=reached, last_update=last, next_update_due=due
+        )
+
+    def resolved(self, at: datetime, request_id: str | None = None) -> Incident:
+        return self.moved_to(Status.RESOLVED, at, request_id=request_id)
+
+    def with_severity(
+        self, severity: Severity, at: datetime, every: timedelta, request_id: str | None = None
+    ) -> Incident:
+        """A severity change never postpones an update already promised; it can bring it closer."""
+        self.require_open()
+        if severity is self.severity:
+            raise NothingToChange(f"{self.id} is already {severity.value}")
+        due = at + every
+        if self.next_update_due is not None:
+            due = min(due, self.next_update_due)
+        return self._changed(at, request_id, severity=severity, next_update_due=due)
+
+    def in_channel(
+        self, channel_id: str, name: str | None, dedicated: bool, at: datetime, note: str | None = None
+    ) -> Incident:
+        return self._changed(
+            at, None, channel_id=channel_id, channel_name=name, dedicated_channel=dedicated, channel_note=note
+        )
+
+    def with_header(self, ts: str, at: datetime) -> Incident:
+        return self._changed(at, None, header_ts=ts)
+
+    def with_verification(self, ts: str, at: datetime) -> Incident:
+        return self._changed(at, None, verification_ts=ts)
+
+    def planning(self, items: set[str], at: datetime, request_id: str | None = None) -> Incident:
+        """Checklist items now queued for posting, so no later change queues them again."""
+        return self._changed(at, request_id, planned_items=self.planned_items | items)
 
 
 class MessageState(BaseModel):

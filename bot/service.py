@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
+from bot.blocks.checklist import split_sections
+from bot.effects import (
+    Announce,
+    InviteDeclarer,
+    OpenChannel,
+    OverdueNote,
+    PostChecklist,
+    PostHeader,
+    PostUpdate,
+    RefreshHeader,
+    Reminder,
+    Resolution,
+    SeverityNote,
+    Target,
+    Work,
+    reminder_effects,
+)
+from bot.errors import ChannelTaken, IncidentNotFound, StaleReference
 from bot.keys import DIGEST
 from bot.models import (
-    ChecklistMessage,
     ChecklistSection,
     Claim,
     EventKind,
@@ -26,15 +44,11 @@ from bot.models import (
 )
 from bot.playbook import Playbook, SeveritySpec
 from bot.schedule_store import ScheduleStore
-from bot.store import IncidentStore
+from bot.store import Change, IncidentStore
 
 DEFAULT_TITLE = "Untitled incident"
 IMPACT_MAX_CHARS = 1000
 CURRENT_STATE_MAX_CHARS = 1500
-
-
-class IncidentClosed(Exception):
-    """The incident is resolved; it takes no more updates."""
 
 
 class UpdateDraft(BaseModel):
@@ -73,12 +87,13 @@ def validate_update(draft: UpdateDraft) -> dict[str, str]:
 class UpdateOutcome(BaseModel):
     incident: Incident
     update: StatusUpdate
-    post_verification: bool  # first move to Monitoring: the Verification checklist is due
+    applied: bool  # False: an earlier try of the same request (or view) already posted it
 
 
 class SeverityChange(BaseModel):
     incident: Incident
     previous: Severity
+    applied: bool
 
 
 class ReminderDue(BaseModel):
@@ -90,33 +105,27 @@ class DueWork(BaseModel):
     """What the schedule says is due now, claimed by this process alone."""
 
     reminders: list[ReminderDue] = []
-    setups: list[ReminderDue] = []  # declarations whose channel setup never finished
     digests: list[Claim] = []
 
 
-# Schedule members that finish an interrupted declaration are `setup:<incident id>`.
-SETUP_PREFIX = "setup:"
-SETUP_GRACE = timedelta(seconds=30)
+# At this many reminders without an update, managers are told the update is overdue.
+ESCALATE_AT_MISSED = 2
+# The process that took a click re-renders the message at once; the delivery loop checks a little
+# later that Slack has it, and re-renders it if that process failed or died.
+RECHECK_AFTER_TICK = timedelta(seconds=3)
 
 
-def _move_to(
-    incident: Incident, status: Status, now: datetime, last_update: StatusUpdate | None = None
-) -> Incident:
-    """The incident in `status`, remembering when it first reached each status."""
-    if incident.is_resolved:
-        raise IncidentClosed(incident.id)
-    reached = dict(incident.status_changed_at)
-    reached.setdefault(status, now)
-    due = None if status is Status.RESOLVED or last_update is None else last_update.next_due
-    return incident.model_copy(
-        update={
-            "status": status,
-            "status_changed_at": reached,
-            "last_update": last_update or incident.last_update,
-            "next_update_due": due,
-            "updated_at": now,
-        }
-    )
+def checklist_works(by_phase: dict[Phase, list[ChecklistSection]]) -> list[Work]:
+    """One message per phase, split to respect Slack's block limit."""
+    return [
+        PostChecklist(phase=phase, part=part, sections=tuple(chunk))
+        for phase, sections in by_phase.items()
+        for part, chunk in enumerate(split_sections(sections), start=1)
+    ]
+
+
+def _item_ids(by_phase: dict[Phase, list[ChecklistSection]]) -> set[str]:
+    return {item.id for sections in by_phase.values() for s in sections for item in s.items}
 
 
 class IncidentService:
@@ -126,26 +135,44 @@ class IncidentService:
         schedule: ScheduleStore,
         playbook: Playbook,
         clock: Callable[[], datetime] = utcnow,
-        setup_grace: timedelta = SETUP_GRACE,
     ) -> None:
         self.store = store
         self.schedule = schedule
         self.playbook = playbook
         self.clock = clock
-        self.setup_grace = setup_grace
 
     def severity_spec(self, severity: Severity) -> SeveritySpec:
         return self.playbook.severity(severity)
 
+    # -- declaring ---------------------------------------------------------------------------
+
     async def declare_incident(
-        self, severity: Severity, title: str, declared_by: str, origin_channel: str
+        self,
+        severity: Severity,
+        title: str,
+        declared_by: str,
+        origin_channel: str,
+        *,
+        request_id: str,
+        response_url: str | None = None,
+        create_channel: bool = True,
     ) -> Incident:
+        """Store the incident and all the Slack work its declaration implies, in one write.
+
+        A retry of the same request (same `request_id`) returns the incident it declared."""
         now = self.clock()
         spec = self.severity_spec(severity)
-        incident_id, number = await self.store.next_incident_id()
+        fresh_id, _ = await self.store.next_incident_id()
+        incident_id = await self.store.claim_declaration(request_id, fresh_id)
+        if not create_channel:
+            holder = await self.store.claim_channel(origin_channel, incident_id)
+            if holder is not None:
+                raise ChannelTaken(holder)
+        checklists = self.checklists_for(severity)
         incident = Incident(
             id=incident_id,
-            number=number,
+            uid=secrets.token_hex(8),
+            number=int(incident_id.removeprefix("INC-")),
             severity=severity,
             title=title or DEFAULT_TITLE,
             declared_by=declared_by,
@@ -155,29 +182,35 @@ class IncidentService:
             origin_channel=origin_channel,
             status_changed_at={Status.INVESTIGATING: now},
             next_update_due=now + spec.update_every,
+            requests=(request_id,),
+            planned_items=frozenset(_item_ids(checklists)),
         )
+        works: list[Work] = [OpenChannel(create=create_channel)]
+        if create_channel:
+            works.append(InviteDeclarer())
+        works += [
+            PostHeader(),
+            *checklist_works(checklists),
+            Announce(target=Target.ORIGIN, response_url=response_url or None),
+            Announce(target=Target.STAKEHOLDERS),
+        ]
         event = TimelineEvent(
-            at=now,
-            kind=EventKind.DECLARED,
-            by=declared_by,
-            text=f"Declared {spec.label}: {incident.title}",
+            at=now, kind=EventKind.DECLARED, by=declared_by, text=f"Declared {spec.label}: {incident.title}"
         )
-        await self.store.create_incident(incident, event)
+        incident = await self.store.create_incident(incident, event, works, request_id)
         assert incident.next_update_due is not None
-        await self.schedule.schedule_many(
-            [
-                (incident.id, incident.next_update_due, spec.update_every),
-                # If this process dies before the channel is set up, another one finishes the job.
-                (SETUP_PREFIX + incident.id, now + self.setup_grace, self.setup_grace),
-            ]
-        )
+        await self.schedule.schedule(incident.id, incident.next_update_due, spec.update_every)
         return incident
 
-    async def setup_finished(self, incident_id: str) -> None:
-        await self.schedule.cancel(SETUP_PREFIX + incident_id)
-
-    async def get_incident(self, incident_id: str) -> Incident:
-        return await self.store.get_incident(incident_id)
+    async def get_incident(self, incident_id: str, uid: str | None = None) -> Incident:
+        """The incident; with `uid`, only if it is still the incident that reference was made for."""
+        try:
+            incident = await self.store.get_incident(incident_id)
+        except IncidentNotFound as exc:
+            raise StaleReference(incident_id) from exc
+        if uid is not None and incident.uid != uid:
+            raise StaleReference(incident_id)
+        return incident
 
     async def open_incidents(self) -> list[Incident]:
         return list((await self.store.get_incidents(await self.store.open_incident_ids())).values())
@@ -194,8 +227,16 @@ class IncidentService:
             for item in section.items
         }
 
-    async def post_update(self, incident_id: str, draft: UpdateDraft, by: str) -> UpdateOutcome:
-        """Record a validated update; reschedules reminders, or stops them on Resolved."""
+    async def incident_in_channel(self, channel_id: str) -> Incident | None:
+        return await self.store.incident_for_channel(channel_id)
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def post_update(
+        self, incident_id: str, uid: str | None, draft: UpdateDraft, by: str, request_id: str
+    ) -> UpdateOutcome:
+        """Record a validated update with the messages it implies; reschedules reminders, or
+        stops them on Resolved. A retried request (same id) posts nothing twice."""
         if validate_update(draft):
             raise ValueError("validate_update() first")
         now = self.clock()
@@ -208,97 +249,101 @@ class IncidentService:
             posted_at=now,
         )
 
-        def change(incident: Incident) -> Incident:
-            return _move_to(incident, update.status, now, last_update=update)
+        def change(incident: Incident) -> Change | None:
+            if uid is not None and incident.uid != uid:
+                raise StaleReference(incident_id)
+            if incident.has_applied(request_id):
+                return None
+            moved = incident.moved_to(update.status, now, update=update, request_id=request_id)
+            event = TimelineEvent(
+                at=now,
+                kind=EventKind.RESOLVED if moved.is_resolved else EventKind.STATUS_UPDATE,
+                by=by,
+                text=f"Status: {update.status.value}. Impact: {update.impact}. "
+                f"Current state: {update.current_state}",
+            )
+            if moved.is_resolved:
+                return Change(moved, [event], _resolution_works())
+            works: list[Work] = [
+                PostUpdate(target=Target.INCIDENT, update=update),
+                RefreshHeader(),
+                PostUpdate(target=Target.STAKEHOLDERS, update=update),
+            ]
+            section = self.playbook.verification.section()
+            fresh = {i.id for i in section.items} - moved.planned_items
+            if update.status is Status.MONITORING and fresh:
+                # Decided on the stored incident: two Monitoring updates at once post it once.
+                works += checklist_works({Phase.VERIFY: [section]})
+                moved = moved.planning(fresh, now)
+            return Change(moved, [event], works)
 
-        event = TimelineEvent(
-            at=now,
-            kind=EventKind.RESOLVED if update.status is Status.RESOLVED else EventKind.STATUS_UPDATE,
-            by=by,
-            text=f"Status: {update.status.value}. Impact: {update.impact}. "
-            f"Current state: {update.current_state}",
-        )
-        incident = await self.store.update_incident(incident_id, change, event)
+        try:
+            incident, applied = await self.store.update_incident(incident_id, change)
+        except IncidentNotFound as exc:
+            raise StaleReference(incident_id) from exc
         if incident.is_resolved:
             await self._close(incident)
-        else:
+        elif applied:
             await self.schedule.schedule(incident.id, update.next_due, update.next_update)
-        return UpdateOutcome(
-            incident=incident,
-            update=update,
-            post_verification=update.status is Status.MONITORING and incident.verification_ts is None,
-        )
+        return UpdateOutcome(incident=incident, update=incident.last_update or update, applied=applied)
 
-    async def resolve(self, incident_id: str, by: str) -> Incident:
+    async def resolve(self, incident_id: str, by: str, request_id: str) -> tuple[Incident, bool]:
         now = self.clock()
 
-        def change(incident: Incident) -> Incident:
-            return _move_to(incident, Status.RESOLVED, now)
+        def change(incident: Incident) -> Change | None:
+            if incident.has_applied(request_id):
+                return None
+            event = TimelineEvent(at=now, kind=EventKind.RESOLVED, by=by, text="Resolved")
+            return Change(incident.resolved(now, request_id), [event], _resolution_works())
 
-        event = TimelineEvent(at=now, kind=EventKind.RESOLVED, by=by, text="Resolved")
-        incident = await self.store.update_incident(incident_id, change, event)
+        incident, applied = await self.store.update_incident(incident_id, change)
         await self._close(incident)
-        return incident
+        return incident, applied
 
     async def _close(self, incident: Incident) -> None:
         await self.schedule.cancel(incident.id)
         borrowed = None if incident.dedicated_channel else incident.channel_id
         await self.store.close_incident(incident.id, borrowed)
 
-    async def change_severity(self, incident_id: str, severity: Severity, by: str) -> SeverityChange:
-        """A severity change never postpones an update already promised; it can bring it closer."""
+    async def change_severity(
+        self, incident_id: str, severity: Severity, by: str, request_id: str
+    ) -> SeverityChange:
+        """Decided on the stored incident: two simultaneous changes to SEV1 make one change,
+        one note, and one set of new checklist items."""
         now = self.clock()
-        every = self.severity_spec(severity).update_every
+        spec = self.severity_spec(severity)
         previous: list[Severity] = []
 
-        def change(incident: Incident) -> Incident:
-            if incident.is_resolved:
-                raise IncidentClosed(incident.id)
+        def change(incident: Incident) -> Change | None:
             previous[:] = [incident.severity]
-            due = now + every
-            if incident.next_update_due is not None:
-                due = min(due, incident.next_update_due)
-            return incident.model_copy(
-                update={"severity": severity, "next_update_due": due, "updated_at": now}
+            if incident.has_applied(request_id):
+                return None
+            changed = incident.with_severity(severity, now, spec.update_every, request_id)
+            fresh: dict[Phase, list[ChecklistSection]] = {}
+            for phase, sections in self.checklists_for(severity).items():
+                for section in sections:
+                    items = tuple(i for i in section.items if i.id not in changed.planned_items)
+                    if items:
+                        fresh.setdefault(phase, []).append(section.model_copy(update={"items": items}))
+            if fresh:
+                changed = changed.planning(_item_ids(fresh), now)
+            note = {"previous": incident.severity, "severity": severity, "by": by}
+            works: list[Work] = [
+                SeverityNote(target=Target.INCIDENT, **note),
+                RefreshHeader(),
+                *checklist_works(fresh),
+                SeverityNote(target=Target.STAKEHOLDERS, **note),
+            ]
+            event = TimelineEvent(
+                at=now, kind=EventKind.SEVERITY_CHANGED, by=by, text=f"Severity changed to {spec.label}"
             )
+            return Change(changed, [event], works)
 
-        incident = await self.store.update_incident(
-            incident_id,
-            change,
-            TimelineEvent(
-                at=now,
-                kind=EventKind.SEVERITY_CHANGED,
-                by=by,
-                text=f"Severity changed to {self.severity_spec(severity).label}",
-            ),
-        )
-        assert incident.next_update_due is not None
-        await self.schedule.schedule(incident.id, incident.next_update_due, every)
-        return SeverityChange(incident=incident, previous=previous[0])
-
-    async def new_checklists_for(
-        self, incident: Incident, severity: Severity
-    ) -> dict[Phase, list[ChecklistSection]]:
-        """The checklist items `severity` lists that the incident's channel does not have yet."""
-        posted = {i for m in await self.store.checklist_messages(incident.id) for i in m.item_ids()}
-        added: dict[Phase, list[ChecklistSection]] = {}
-        for phase, sections in self.checklists_for(severity).items():
-            for section in sections:
-                fresh = tuple(item for item in section.items if item.id not in posted)
-                if fresh:
-                    added.setdefault(phase, []).append(section.model_copy(update={"items": fresh}))
-        return added
-
-    def verification_section(self) -> ChecklistSection:
-        return self.playbook.verification.section()
-
-    async def record_verification(self, incident_id: str, message: ChecklistMessage) -> Incident:
-        await self.record_checklist_message(incident_id, message)
-
-        def change(incident: Incident) -> Incident:
-            return incident.model_copy(update={"verification_ts": message.ts})
-
-        return await self.store.update_incident(incident_id, change)
+        incident, applied = await self.store.update_incident(incident_id, change)
+        if applied:
+            assert incident.next_update_due is not None
+            await self.schedule.schedule(incident.id, incident.next_update_due, spec.update_every)
+        return SeverityChange(incident=incident, previous=previous[0], applied=applied)
 
     async def open_verification_items(self, incident: Incident) -> list[str] | None:
         """Texts of Verification items not ticked; None when the checklist was never posted."""
@@ -312,39 +357,38 @@ class IncidentService:
             if item.id not in state.ticks
         ]
 
+    def checklists_for(self, severity: Severity) -> dict[Phase, list[ChecklistSection]]:
+        return self.severity_spec(severity).sections_by_phase()
+
     # -- reminders ---------------------------------------------------------------------------
 
     async def claim_due(self) -> DueWork:
-        """Reminders, unfinished declarations and digests due now, claimed by this process alone."""
+        """Reminders and digests due now, claimed by this process alone."""
         due = DueWork()
         claims = await self.schedule.claim_due(self.clock())
-        found = await self.store.get_incidents(
-            [c.member.removeprefix(SETUP_PREFIX) for c in claims if c.member != DIGEST]
-        )
+        found = await self.store.get_incidents([c.member for c in claims if c.member != DIGEST])
         for claim in claims:
             if claim.member == DIGEST:
                 due.digests.append(claim)
                 continue
-            setup = claim.member.startswith(SETUP_PREFIX)
-            incident = found.get(claim.member.removeprefix(SETUP_PREFIX))
-            if incident is None:
+            incident = found.get(claim.member)
+            if incident is None or incident.is_resolved:
                 await self.schedule.cancel(claim.member)
                 continue
-            finished = incident.header_ts is not None if setup else incident.is_resolved
-            if finished:
-                await self.schedule.cancel(claim.member)
-                continue
-            (due.setups if setup else due.reminders).append(ReminderDue(incident=incident, claim=claim))
+            due.reminders.append(ReminderDue(incident=incident, claim=claim))
         return due
 
-    async def reminder_sent(self, due: ReminderDue) -> None:
+    async def queue_reminder(self, due: ReminderDue) -> None:
+        """Queue the reminder (and, at the second one, the managers' overdue note) for delivery,
+        then confirm the claim. Queuing again for the same claim adds nothing."""
         now = self.clock()
-        text = f"Reminder {due.claim.missed}: update overdue"
-        if due.claim.is_late(now):
-            text += f" (delivered {int(due.claim.lateness(now).total_seconds())}s late)"
-        await self.store.append_event(
-            due.incident.id, TimelineEvent(at=now, kind=EventKind.REMINDER, text=text)
-        )
+        works: list[Work] = [
+            Reminder(missed=due.claim.missed, due_at=due.claim.due_at, late=due.claim.is_late(now))
+        ]
+        if due.claim.missed == ESCALATE_AT_MISSED:
+            works.append(OverdueNote(missed=due.claim.missed))
+        effects = reminder_effects(due.incident.revision, due.claim.token, works)
+        await self.store.add_effects(due.incident.id, effects, now)
         await self.schedule.confirm(due.claim, now)
 
     async def digest_sent(self, claim: Claim) -> None:
@@ -358,54 +402,10 @@ class IncidentService:
             return
         await self.schedule.ensure(DIGEST, self.clock() + every, every)
 
-    async def incident_in_channel(self, channel_id: str) -> Incident | None:
-        return await self.store.incident_for_channel(channel_id)
-
-    async def attach_channel(
-        self,
-        incident_id: str,
-        channel_id: str,
-        channel_name: str | None,
-        dedicated: bool,
-        note: str,
-    ) -> Incident:
-        """Record where the incident runs; `note` says why, for the timeline."""
-
-        def change(incident: Incident) -> Incident:
-            return incident.model_copy(
-                update={
-                    "channel_id": channel_id,
-                    "channel_name": channel_name,
-                    "dedicated_channel": dedicated,
-                    "updated_at": self.clock(),
-                }
-            )
-
-        event = TimelineEvent(at=self.clock(), kind=EventKind.CHANNEL, text=note)
-        incident = await self.store.update_incident(incident_id, change, event)
-        await self.store.index_channel(channel_id, incident_id)
-        return incident
-
-    async def record_header(self, incident_id: str, ts: str) -> Incident:
-        def change(incident: Incident) -> Incident:
-            return incident.model_copy(update={"header_ts": ts})
-
-        return await self.store.update_incident(incident_id, change)
-
-    def checklists_for(self, severity: Severity) -> dict[Phase, list[ChecklistSection]]:
-        return self.severity_spec(severity).sections_by_phase()
-
-    async def record_checklist_message(self, incident_id: str, message: ChecklistMessage) -> None:
-        count = len(message.item_ids())
-        event = TimelineEvent(
-            at=self.clock(),
-            kind=EventKind.CHECKLIST_POSTED,
-            text=f"Posted the {message.phase.value} checklist ({count} items)",
-        )
-        await self.store.add_checklist_message(incident_id, message, event)
+    # -- checklists --------------------------------------------------------------------------
 
     async def tick_item(
-        self, incident_id: str, message_ts: str, item: str, user: str, checked: bool
+        self, incident_id: str, uid: str, message_ts: str, item: str, user: str, checked: bool
     ) -> tuple[bool, MessageState]:
         """Tick or untick one item. Ticking an item already ticked keeps the first tick."""
         now = self.clock()
@@ -417,10 +417,19 @@ class IncidentService:
             text="ticked" if checked else "unticked",
             item=item,
         )
-        return await self.store.set_tick(incident_id, message_ts, item, tick, event)
+        return await self.store.set_tick(
+            incident_id, message_ts, item, tick, event, uid, recheck_at=now + RECHECK_AFTER_TICK
+        )
 
     async def message_state(self, incident_id: str, message_ts: str) -> MessageState:
         return await self.store.message_state(incident_id, message_ts)
 
     async def message_revision(self, incident_id: str, message_ts: str) -> int:
         return await self.store.message_revision(incident_id, message_ts)
+
+    async def checklist_shown(self, incident_id: str, message_ts: str, rev: int) -> None:
+        await self.store.mark_shown(incident_id, message_ts, rev)
+
+
+def _resolution_works() -> list[Work]:
+    return [Resolution(target=Target.INCIDENT), RefreshHeader(), Resolution(target=Target.STAKEHOLDERS)]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -16,6 +20,8 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from bot import keys
+from bot.effects import Effect, Work, effects_for
+from bot.errors import IncidentExists, IncidentNotFound, NotAChecklistItem, StaleReference, StoreUnavailable
 from bot.models import (
     ChecklistMessage,
     Incident,
@@ -29,22 +35,6 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class StoreUnavailable(Exception):
-    """Redis could not be reached; nothing was changed."""
-
-
-class IncidentNotFound(Exception):
-    pass
-
-
-class IncidentExists(Exception):
-    pass
-
-
-class NotAChecklistItem(Exception):
-    """The clicked item is not on the message it was clicked in (stale or foreign payload)."""
 
 
 def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -62,6 +52,8 @@ def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
 # tick only when it changes something, append to the timeline, bump the message's revision,
 # and return everything needed to re-render the message.
 _TICK_SCRIPT = """
+local raw = redis.call('GET', KEYS[6])
+if not raw or cjson.decode(raw)['uid'] ~= ARGV[6] then return {'stale'} end
 local message = redis.call('HGET', KEYS[1], ARGV[1])
 if not message then return {'no_message'} end
 if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[1] then return {'no_item'} end
@@ -82,12 +74,78 @@ return {'ok', changed, rev, message, redis.call('HGETALL', KEYS[3])}
 """
 
 
-# A new incident and its first timeline event, in one round trip, only if the id is unused.
+# A new incident, its first timeline event and the Slack work it implies, in one round trip,
+# only if the id is unused. Otherwise returns the incident stored under that id.
 _CREATE_SCRIPT = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return redis.call('GET', KEYS[1]) end
 redis.call('RPUSH', KEYS[2], ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 1
 """
+
+# Claim incidents whose outbox is due: each claimed one moves a lease into the future, and the
+# new score is the claim's token, so finishing it never drops a hint written meanwhile.
+_CLAIM_OUTBOX = """
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local out = {}
+local token = tostring(tonumber(ARGV[1]) + tonumber(ARGV[2]))
+for _, member in ipairs(found) do
+  redis.call('ZADD', KEYS[1], token, member)
+  out[#out + 1] = member
+  out[#out + 1] = redis.call('ZSCORE', KEYS[1], member)
+end
+return out
+"""
+
+# Done with a claimed incident: drop the hint (or set when to look again), unless new work was
+# hinted since the claim (its score then differs from the token).
+_FINISH_OUTBOX = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1])
+else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Remember the newest revision of a checklist message that Slack accepted.
+_MARK_SHOWN = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+# Compare-and-set of a borrowed channel's holder ('' releases it).
+_REPLACE_HOLDER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
+else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 1
+"""
+
+# Retries of a write whose answer was lost stop after this long: a Slack request has 3 seconds.
+WRITE_RETRY_BUDGET = 1.5
+
+
+@dataclass
+class Change:
+    """What one stored change writes: the incident after it, its timeline events, and the Slack
+    work it implies (stored with it, delivered by the delivery loop)."""
+
+    incident: Incident
+    events: list[TimelineEvent] = field(default_factory=list)
+    works: list[Work] = field(default_factory=list)
+    checklist: ChecklistMessage | None = None  # a checklist message Slack accepted, to record
+    done_effects: list[str] = field(default_factory=list)  # outbox entries this change completes
+
+
+@dataclass(frozen=True)
+class OutboxClaim:
+    incident_id: str
+    token: str
 
 
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
@@ -125,6 +183,11 @@ class IncidentStore:
         self.redis = redis
         self._tick = redis.register_script(_TICK_SCRIPT)
         self._create = redis.register_script(_CREATE_SCRIPT)
+        self._claim_outbox = redis.register_script(_CLAIM_OUTBOX)
+        self._finish_outbox = redis.register_script(_FINISH_OUTBOX)
+        self._unlock = redis.register_script(_UNLOCK)
+        self._mark_shown = redis.register_script(_MARK_SHOWN)
+        self._replace_holder = redis.register_script(_REPLACE_HOLDER)
 
     @translate_errors
     async def ping(self) -> bool:
@@ -141,16 +204,137 @@ class IncidentStore:
         return incident_id_for(number), number
 
     @translate_errors
-    async def create_incident(self, incident: Incident, event: TimelineEvent) -> None:
-        """Store a new incident and its first timeline event; never touches an existing one."""
-        created = await self._create(
-            keys=[keys.incident(incident.id), keys.timeline(incident.id)],
-            args=[incident.model_dump_json(), event.model_dump_json()],
+    async def create_incident(
+        self, incident: Incident, event: TimelineEvent, works: list[Work], request_id: str
+    ) -> Incident:
+        """Store a new incident, its first event and its Slack work; never touches another incident.
+
+        Safe to retry with the same request: an incident that this request already stored is
+        returned as it is."""
+        effects = effects_for(incident.revision, works)
+        args = [incident.model_dump_json(), event.model_dump_json()]
+        for effect in effects:
+            args += [effect.id, effect.model_dump_json()]
+        # The hint first: if the process dies right after it, the delivery loop finds nothing.
+        await self.hint(incident.id, incident.declared_at)
+        created = await self._retrying(
+            lambda: self._create(
+                keys=[keys.incident(incident.id), keys.timeline(incident.id), keys.outbox(incident.id)],
+                args=args,
+            )
         )
-        if not created:
-            raise IncidentExists(f"incident {incident.id} already exists")
+        if created != 1:
+            stored = Incident.model_validate_json(created)
+            if not stored.has_applied(request_id):
+                raise IncidentExists(f"incident {incident.id} already exists")
+            incident = stored
         # The open-incidents index lives in its own slot, so it is written after the incident.
         await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
+        return incident
+
+    @translate_errors
+    async def claim_declaration(self, request_id: str, incident_id: str) -> str:
+        """The incident id this declaring request uses: `incident_id`, unless a first try of
+        the same request already took one."""
+        key = keys.declare_request(request_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, incident_id, nx=True, ex=86400)
+            pipe.get(key)
+            _, taken = await pipe.execute()
+        return str(taken)
+
+    async def _retrying(self, write: Callable[[], Awaitable[R]]) -> R:
+        """Run an idempotent write again while its answer is lost, within the request's budget."""
+        deadline = time.monotonic() + WRITE_RETRY_BUDGET
+        while True:
+            try:
+                return await write()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(str(exc) or type(exc).__name__, written=None) from exc
+                await asyncio.sleep(0.05)
+
+    @translate_errors
+    async def update_incident(
+        self, incident_id: str, change: Callable[[Incident], Change | None]
+    ) -> tuple[Incident, bool]:
+        """Read-modify-write under WATCH: the change is decided on the stored incident and
+        written atomically with its events and Slack work, or retried if the incident moved.
+
+        `change` returns None when there is nothing to write (e.g. the request was applied by an
+        earlier try whose answer was lost). Returns (the incident after, whether it was written).
+        A write whose answer is lost is tried again: `change` must recognise its own request."""
+        key = keys.incident(incident_id)
+        deadline = time.monotonic() + WRITE_RETRY_BUDGET
+        while True:
+            try:
+                return await self._update_once(incident_id, key, change)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(str(exc) or type(exc).__name__, written=None) from exc
+                await asyncio.sleep(0.05)
+
+    async def _update_once(
+        self, incident_id: str, key: str, change: Callable[[Incident], Change | None]
+    ) -> tuple[Incident, bool]:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise IncidentNotFound(incident_id)
+                    current = Incident.model_validate_json(raw)
+                    decided = change(current)
+                    if decided is None:
+                        return current, False
+                    effects = effects_for(decided.incident.revision, decided.works)
+                    if effects:
+                        await self.hint(incident_id, decided.incident.updated_at)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, decided.incident.model_dump_json())
+                    for event in decided.events:
+                        pipe.rpush(keys.timeline(incident_id), event.model_dump_json())
+                    if effects:
+                        pipe.hset(
+                            keys.outbox(incident_id), mapping={e.id: e.model_dump_json() for e in effects}
+                        )
+                    if decided.done_effects:
+                        pipe.hdel(keys.outbox(incident_id), *decided.done_effects)
+                    if decided.checklist is not None:
+                        self._queue_checklist_message(pipe, incident_id, decided.checklist)
+                    await pipe.execute()
+                    return decided.incident, True
+                except WatchError:
+                    continue
+
+    @translate_errors
+    async def claim_channel(self, channel_id: str, incident_id: str) -> str | None:
+        """Make `incident_id` the open incident of a borrowed channel. Returns the id of another
+        open incident that holds the channel (and then changes nothing), else None."""
+        for _ in range(5):
+            holder = await self.redis.hget(keys.BY_CHANNEL, channel_id)
+            if holder is None:
+                if await self.redis.hsetnx(keys.BY_CHANNEL, channel_id, incident_id):
+                    return None
+                continue
+            if holder == incident_id:
+                return None
+            raw = await self.redis.get(keys.incident(str(holder)))
+            if raw is not None and not Incident.model_validate_json(raw).is_resolved:
+                return str(holder)
+            # A resolved or vanished holder: take the channel over, if nobody else did meanwhile.
+            if await self._replace_holder(keys=[keys.BY_CHANNEL], args=[channel_id, holder, incident_id]):
+                return None
+        raise StoreUnavailable("the channel index kept changing", written=False)
+
+    @translate_errors
+    async def index_channel(self, channel_id: str, incident_id: str) -> None:
+        await self.redis.hset(keys.BY_CHANNEL, channel_id, incident_id)
+
+    @translate_errors
+    async def release_channel(self, channel_id: str, incident_id: str) -> None:
+        await self._replace_holder(keys=[keys.BY_CHANNEL], args=[channel_id, incident_id, ""])
 
     @translate_errors
     async def get_incident(self, incident_id: str) -> Incident:
@@ -166,36 +350,6 @@ class IncidentStore:
             return None
         raw = await self.redis.get(keys.incident(str(incident_id)))
         return None if raw is None else Incident.model_validate_json(raw)
-
-    @translate_errors
-    async def update_incident(
-        self,
-        incident_id: str,
-        change: Callable[[Incident], Incident],
-        event: TimelineEvent | None = None,
-    ) -> Incident:
-        """Read-modify-write under WATCH, so concurrent updates never overwrite each other."""
-        key = keys.incident(incident_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if raw is None:
-                        raise IncidentNotFound(incident_id)
-                    updated = change(Incident.model_validate_json(raw))
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, updated.model_dump_json())
-                    if event is not None:
-                        pipe.rpush(keys.timeline(incident_id), event.model_dump_json())
-                    await pipe.execute()
-                    return updated
-                except WatchError:
-                    continue
-
-    @translate_errors
-    async def index_channel(self, channel_id: str, incident_id: str) -> None:
-        await self.redis.hset(keys.BY_CHANNEL, channel_id, incident_id)
 
     @translate_errors
     async def close_incident(self, incident_id: str, unindex_channel: str | None) -> None:
@@ -263,24 +417,37 @@ class IncidentStore:
         item: str,
         tick: Tick | None,
         event: TimelineEvent,
+        uid: str,
+        recheck_at: datetime,
     ) -> tuple[bool, MessageState]:
-        """Tick (or untick, when `tick` is None) one item; returns (changed, state after)."""
-        reply: list[Any] = await self._tick(
-            keys=[
-                keys.messages(incident_id),
-                keys.items(incident_id),
-                keys.ticks(incident_id),
-                keys.revisions(incident_id),
-                keys.timeline(incident_id),
-            ],
-            args=[
-                message_ts,
-                item,
-                "1" if tick is not None else "0",
-                tick.model_dump_json() if tick is not None else "",
-                event.model_dump_json(),
-            ],
-        )
+        """Tick (or untick, when `tick` is None) one item; returns (changed, state after).
+
+        One round trip: a hint that the delivery loop checks the message at `recheck_at` (in case
+        this process fails to re-render it), then the tick itself."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.OUTBOX_DUE, {incident_id: recheck_at.timestamp()})
+            await self._tick(
+                keys=[
+                    keys.messages(incident_id),
+                    keys.items(incident_id),
+                    keys.ticks(incident_id),
+                    keys.revisions(incident_id),
+                    keys.timeline(incident_id),
+                    keys.incident(incident_id),
+                ],
+                args=[
+                    message_ts,
+                    item,
+                    "1" if tick is not None else "0",
+                    tick.model_dump_json() if tick is not None else "",
+                    event.model_dump_json(),
+                    uid,
+                ],
+                client=pipe,
+            )
+            _, reply = await pipe.execute()
+        if reply[0] == "stale":
+            raise StaleReference(f"{incident_id} is not the incident {uid}")
         if reply[0] == "no_message":
             raise NotAChecklistItem(f"{incident_id} has no checklist message {message_ts}")
         if reply[0] == "no_item":
@@ -318,3 +485,94 @@ class IncidentStore:
     async def ticks(self, incident_id: str) -> dict[str, Tick]:
         raw = await self.redis.hgetall(keys.ticks(incident_id))
         return {str(k): Tick.model_validate_json(v) for k, v in raw.items()}
+
+    @translate_errors
+    async def first_request(self, name: str, seconds: float) -> bool:
+        """True for the first of several identical requests within `seconds` (a double click)."""
+        return bool(await self.redis.set(f"once:{{{name}}}", "1", nx=True, px=int(seconds * 1000)))
+
+    @translate_errors
+    async def mark_shown(self, incident_id: str, message_ts: str, rev: int) -> None:
+        await self._mark_shown(keys=[keys.shown(incident_id)], args=[message_ts, rev])
+
+    @translate_errors
+    async def stale_messages(self, incident_id: str) -> list[str]:
+        """Checklist messages whose newest revision Slack has not accepted yet."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.revisions(incident_id))
+            pipe.hgetall(keys.shown(incident_id))
+            revs, shown = await pipe.execute()
+        return [ts for ts, rev in revs.items() if int(rev) > int(shown.get(ts, -1))]
+
+    # -- the outbox --------------------------------------------------------------------------
+
+    @translate_errors
+    async def hint(self, incident_id: str, at: datetime) -> None:
+        """Tell the delivery loops to look at this incident's outbox at `at`."""
+        await self.redis.zadd(keys.OUTBOX_DUE, {incident_id: at.timestamp()})
+
+    @translate_errors
+    async def undelivered(self, now: datetime) -> int:
+        """How many incidents have Slack work due now, or pending work waiting for a retry."""
+        due = int(await self.redis.zcount(keys.OUTBOX_DUE, "-inf", now.timestamp()))
+        waiting = 0
+        for incident_id in await self.redis.zrange(keys.OUTBOX_DUE, 0, -1):
+            if any(e.pending for e in await self.outbox(str(incident_id))):
+                waiting += 1
+        return due + waiting
+
+    @translate_errors
+    async def claim_outboxes(self, now: datetime, lease: float, limit: int = 50) -> list[OutboxClaim]:
+        reply: list[str] = await self._claim_outbox(
+            keys=[keys.OUTBOX_DUE], args=[repr(now.timestamp()), lease, limit]
+        )
+        return [OutboxClaim(m, str(t)) for m, t in zip(reply[0::2], reply[1::2], strict=True)]
+
+    @translate_errors
+    async def finish_outbox(self, claim: OutboxClaim, look_again_at: datetime | None) -> bool:
+        again = "" if look_again_at is None else repr(look_again_at.timestamp())
+        return bool(
+            await self._finish_outbox(keys=[keys.OUTBOX_DUE], args=[claim.incident_id, claim.token, again])
+        )
+
+    @translate_errors
+    async def lock_outbox(self, incident_id: str, token: str, seconds: float) -> bool:
+        return bool(
+            await self.redis.set(keys.delivery_lock(incident_id), token, nx=True, px=int(seconds * 1000))
+        )
+
+    @translate_errors
+    async def unlock_outbox(self, incident_id: str, token: str) -> None:
+        await self._unlock(keys=[keys.delivery_lock(incident_id)], args=[token])
+
+    @translate_errors
+    async def outbox(self, incident_id: str) -> list[Effect]:
+        raw = await self.redis.hgetall(keys.outbox(incident_id))
+        return sorted((Effect.model_validate_json(v) for v in raw.values()), key=lambda e: e.id)
+
+    @translate_errors
+    async def save_effect(self, incident_id: str, effect: Effect, event: TimelineEvent | None = None) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.outbox(incident_id), effect.id, effect.model_dump_json())
+            if event is not None:
+                pipe.rpush(keys.timeline(incident_id), event.model_dump_json())
+            await pipe.execute()
+
+    @translate_errors
+    async def complete_effect(
+        self, incident_id: str, effect_id: str, event: TimelineEvent | None = None
+    ) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.outbox(incident_id), effect_id)
+            if event is not None:
+                pipe.rpush(keys.timeline(incident_id), event.model_dump_json())
+            await pipe.execute()
+
+    @translate_errors
+    async def add_effects(self, incident_id: str, effects: list[Effect], at: datetime) -> None:
+        """Queue work that no incident change implies (reminders); ids make it idempotent."""
+        await self.hint(incident_id, at)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for effect in effects:
+                pipe.hsetnx(keys.outbox(incident_id), effect.id, effect.model_dump_json())
+            await pipe.execute()

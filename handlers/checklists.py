@@ -10,8 +10,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
+from bot.errors import NotAChecklistItem, StaleReference, StoreUnavailable
 from bot.ids import TICK_ACTION_PATTERN
-from bot.store import NotAChecklistItem, StoreUnavailable
 from handlers.deps import deps_of
 from handlers.payloads import CheckboxClick
 
@@ -21,7 +21,10 @@ TICK_NOT_SAVED = (
     ":warning: I can't reach the incident store (Redis) right now, so your tick was *not* saved "
     "and nothing was changed. Please click again in a moment."
 )
-NOT_AN_ITEM = "That checklist item isn't part of an incident I know, so nothing was changed."
+NOT_AN_ITEM = (
+    "That checklist item belongs to an incident I no longer have (or to an older incident with the "
+    "same number), so nothing was changed."
+)
 
 
 async def handle_tick(
@@ -37,13 +40,15 @@ async def handle_tick(
         return
     try:
         # Stored before the ack: nothing acknowledged is ever lost.
-        _, state = await deps.service.tick_item(ref.i, click.message_ts, ref.k, click.user.id, click.checked)
+        _, state = await deps.service.tick_item(
+            ref.i, ref.u, click.message_ts, ref.k, click.user.id, click.checked
+        )
     except StoreUnavailable as exc:
         await ack()
         log.warning("tick not saved, store unavailable: %s", exc)
         await respond(text=TICK_NOT_SAVED, response_type="ephemeral", replace_original=False)
         return
-    except NotAChecklistItem as exc:
+    except (NotAChecklistItem, StaleReference) as exc:
         await ack()
         log.warning("tick ignored: %s", exc)
         await respond(text=NOT_AN_ITEM, response_type="ephemeral", replace_original=False)

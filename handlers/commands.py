@@ -3,66 +3,64 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import incident as incident_blocks
 from bot.blocks import updates as update_blocks
 from bot.commands import Declare, Help, IncidentCommand, parse_command
+from bot.errors import ChannelTaken, IncidentClosed, NothingToChange, StoreUnavailable
 from bot.models import Incident
-from bot.service import IncidentClosed
-from bot.store import StoreUnavailable
-from handlers.announce import announce_resolution, announce_severity_change
-from handlers.declare import RespondDeclarer, open_incident
 from handlers.deps import Deps, deps_of
-from handlers.messages import STORE_DOWN, already_resolved
+from handlers.messages import already_resolved, store_problem
 from handlers.payloads import SlashCommand
 from handlers.updates import open_update_modal
 
 log = logging.getLogger(__name__)
 
-SETUP_INTERRUPTED = (
-    ":warning: The incident is recorded, but the incident store (Redis) became unreachable while "
-    "its channel was being set up. I'll finish setting it up as soon as the store is back."
-)
 
-
-async def handle_incident_command(
-    ack: AsyncAck, body: dict[str, object], respond: AsyncRespond, context: AsyncBoltContext
-) -> None:
+async def handle_incident_command(ack: AsyncAck, body: dict[str, object], context: AsyncBoltContext) -> None:
     deps = deps_of(context)
     command = SlashCommand.model_validate(body)
     parsed = parse_command(command.text)
+    # Slack sends one trigger_id per invocation: a re-sent request carries the same one.
+    request_id = f"cmd:{command.trigger_id}" if command.trigger_id else f"cmd:{secrets.token_hex(8)}"
     if isinstance(parsed, Help):
         await ack(text=incident_blocks.usage(parsed.problem), response_type="ephemeral")
         return
     try:
         current = await deps.service.incident_in_channel(command.channel_id)
         if isinstance(parsed, IncidentCommand):
-            await _in_incident(deps, parsed, current, command, ack)
+            await _in_incident(deps, parsed, current, command, request_id, ack)
         elif current is not None:
-            await _change_severity(deps, parsed, current, command, ack)
+            await _change_severity(deps, parsed, current, command, request_id, ack)
         else:
             incident = await deps.service.declare_incident(
-                parsed.severity, parsed.title, command.user_id, command.channel_id
+                parsed.severity,
+                parsed.title,
+                command.user_id,
+                command.channel_id,
+                request_id=request_id,
+                response_url=command.response_url,
+                create_channel=deps.create_channels,
             )
             await ack(text=incident_blocks.declared(incident), response_type="ephemeral")
-            await open_incident(deps, incident, RespondDeclarer(respond))
+            deps.delivery.wake()
     except StoreUnavailable as exc:
         log.warning("/incident %s: store unavailable: %s", parsed.kind, exc)
-        if ack.response is None:
-            await ack(text=STORE_DOWN, response_type="ephemeral")
-        else:
-            # Declared and acked, then Redis went away mid-setup: the setup entry in the
-            # schedule makes a bot process finish the job once Redis is back.
-            await respond(text=SETUP_INTERRUPTED, response_type="ephemeral")
-    except IncidentClosed:
+        await ack(text=store_problem(exc), response_type="ephemeral")
+    except ChannelTaken as exc:
         await ack(
-            text="This incident is already resolved, so nothing was changed.", response_type="ephemeral"
+            text=f"*{exc.incident_id}* already runs in this channel, so nothing was declared. "
+            "Declare the new incident from another channel, or resolve that one first.",
+            response_type="ephemeral",
         )
+    except IncidentClosed:
+        closed = "This incident is already resolved, so nothing was changed."
+        await ack(text=closed, response_type="ephemeral")
 
 
 async def _in_incident(
@@ -70,6 +68,7 @@ async def _in_incident(
     parsed: IncidentCommand,
     incident: Incident | None,
     command: SlashCommand,
+    request_id: str,
     ack: AsyncAck,
 ) -> None:
     if incident is None:
@@ -88,24 +87,28 @@ async def _in_incident(
         await ack()
         await open_update_modal(deps, incident, command.trigger_id)
         return
-    resolved = await deps.service.resolve(incident.id, command.user_id)
+    resolved, applied = await deps.service.resolve(incident.id, command.user_id, request_id)
     await ack(text=f"Resolving *{resolved.id}*.", response_type="ephemeral")
-    await announce_resolution(deps, resolved)
+    if applied:
+        deps.delivery.wake()
 
 
 async def _change_severity(
-    deps: Deps, parsed: Declare, incident: Incident, command: SlashCommand, ack: AsyncAck
+    deps: Deps, parsed: Declare, incident: Incident, command: SlashCommand, request_id: str, ack: AsyncAck
 ) -> None:
-    if incident.is_resolved:
+    if incident.is_resolved or parsed.title:
+        # A title means a new incident: never fold it into the one this channel runs.
         await ack(text=incident_blocks.already_running(incident), response_type="ephemeral")
         return
-    if parsed.severity is incident.severity:
-        label = deps.service.severity_spec(incident.severity).label
+    try:
+        change = await deps.service.change_severity(incident.id, parsed.severity, command.user_id, request_id)
+    except NothingToChange:
+        label = deps.service.severity_spec(parsed.severity).label
         await ack(text=f"*{incident.id}* is already {label}; nothing was changed.", response_type="ephemeral")
         return
-    change = await deps.service.change_severity(incident.id, parsed.severity, command.user_id)
     await ack()
-    await announce_severity_change(deps, change, command.user_id)
+    if change.applied:
+        deps.delivery.wake()
 
 
 def register(app: AsyncApp) -> None:

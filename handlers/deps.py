@@ -9,9 +9,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
+from bot.delivery import Delivery
+from bot.refresher import ChecklistRefresher
 from bot.service import IncidentService
-from handlers.refresh import ChecklistRefresher
-from handlers.slack_api import SlackGateway
+from bot.slack_gateway import SlackGateway
 
 CONTEXT_KEY = "incident_bot"
 
@@ -21,9 +22,8 @@ class Deps:
     service: IncidentService
     slack: SlackGateway
     refresher: ChecklistRefresher
-    stakeholder_channel: str | None
+    delivery: Delivery
     create_channels: bool
-    channel_prefix: str
 
 
 def install(app: AsyncApp, deps: Deps) -> None:

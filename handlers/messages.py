@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from bot.errors import StoreUnavailable
 from bot.models import Incident
 
 STORE_DOWN = (
     ":warning: I can't reach the incident store (Redis) right now, so nothing was changed. "
     "Please try again in a moment."
 )
+STORE_UNSURE = (
+    ":warning: The incident store (Redis) stopped answering while I was saving this, so I can't "
+    "tell whether it was saved. If it was, I'll finish the work by myself; check with "
+    "`/incident status` in a moment before trying again."
+)
+STALE = (
+    "That button belongs to an incident I no longer have (or to an older incident with the same "
+    "number), so nothing was changed."
+)
+
+
+def store_problem(exc: StoreUnavailable) -> str:
+    """Tell the truth: "nothing was changed" only when nothing was stored."""
+    return STORE_DOWN if exc.written is False else STORE_UNSURE
 
 
 def already_resolved(incident: Incident) -> str:

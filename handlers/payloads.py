@@ -98,6 +98,7 @@ class _ViewState(_Payload):
 
 class _View(_Payload):
     id: str
+    hash: str = ""
     callback_id: str
     private_metadata: str
     state: _ViewState

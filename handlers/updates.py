@@ -11,16 +11,21 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import updates as update_blocks
+from bot.errors import IncidentClosed, StaleReference, StoreUnavailable
 from bot.ids import ActionId, CallbackId, UpdateField
 from bot.models import Incident
-from bot.service import IncidentClosed, UpdateDraft, validate_update
-from bot.store import IncidentNotFound, StoreUnavailable
-from handlers.announce import announce_update
+from bot.service import UpdateDraft, validate_update
 from handlers.deps import Deps, deps_of
-from handlers.messages import STORE_DOWN, already_resolved
+from handlers.messages import STALE, already_resolved, store_problem
 from handlers.payloads import ButtonClick, ViewSubmission
 
 log = logging.getLogger(__name__)
+
+STORE_DOWN_SHORT = "The incident store (Redis) is unreachable, nothing was saved. Submit again shortly."
+STORE_UNSURE_SHORT = (
+    "The incident store (Redis) stopped answering, so I can't tell whether this was saved. "
+    "Submitting again is safe: it is never posted twice."
+)
 
 
 async def open_update_modal(deps: Deps, incident: Incident, trigger_id: str) -> bool:
@@ -35,22 +40,28 @@ async def handle_post_update_button(
     deps = deps_of(context)
     try:
         click = ButtonClick.model_validate(body)
-        incident = await deps.service.get_incident(click.incident.incident_id)
-    except (ValidationError, IncidentNotFound):
+        ref = click.incident
+    except (ValidationError, ValueError):
         log.warning("ignored a Post update click with an unexpected value")
         return
-    except StoreUnavailable:
-        await respond(text=STORE_DOWN, response_type="ephemeral", replace_original=False)
-        return
-    if incident.is_resolved:
-        await respond(text=already_resolved(incident), response_type="ephemeral", replace_original=False)
-        return
-    await open_update_modal(deps, incident, click.trigger_id)
+    try:
+        incident = await deps.service.get_incident(ref.incident_id, ref.uid or None)
+        if incident.is_resolved:
+            await respond(text=already_resolved(incident), response_type="ephemeral", replace_original=False)
+            return
+        # A double click opens one modal: one per user and incident within a couple of seconds.
+        if await deps.service.store.first_request(f"modal:{incident.id}:{click.user.id}", seconds=2):
+            await open_update_modal(deps, incident, click.trigger_id)
+    except StaleReference:
+        await respond(text=STALE, response_type="ephemeral", replace_original=False)
+    except StoreUnavailable as exc:
+        await respond(text=store_problem(exc), response_type="ephemeral", replace_original=False)
 
 
 async def handle_update_submission(ack: AsyncAck, body: dict[str, object], context: AsyncBoltContext) -> None:
     deps = deps_of(context)
     submission = ViewSubmission.model_validate(body)
+    ref = submission.incident
     draft = UpdateDraft(
         status=submission.field(UpdateField.STATUS),
         impact=submission.field(UpdateField.IMPACT),
@@ -61,23 +72,27 @@ async def handle_update_submission(ack: AsyncAck, body: dict[str, object], conte
     if errors:
         await ack(response_action="errors", errors=errors)
         return
+    # The same view submitted twice (same id and hash) is the same request: posted once.
+    request_id = f"view:{submission.view.id}:{submission.view.hash}"
     try:
-        outcome = await deps.service.post_update(submission.incident.incident_id, draft, submission.user.id)
-    except StoreUnavailable:
+        outcome = await deps.service.post_update(
+            ref.incident_id, ref.uid or None, draft, submission.user.id, request_id
+        )
+    except StoreUnavailable as exc:
         # Keep the modal open with what was typed; the responder can submit again.
-        await ack(response_action="errors", errors={UpdateField.IMPACT.value: STORE_DOWN_SHORT})
+        problem = STORE_DOWN_SHORT if exc.written is False else STORE_UNSURE_SHORT
+        await ack(response_action="errors", errors={UpdateField.IMPACT.value: problem})
         return
     except IncidentClosed:
-        await ack(
-            response_action="errors",
-            errors={UpdateField.STATUS.value: "This incident is already resolved."},
-        )
+        resolved = {UpdateField.STATUS.value: "This incident is already resolved."}
+        await ack(response_action="errors", errors=resolved)
+        return
+    except StaleReference:
+        await ack(response_action="errors", errors={UpdateField.IMPACT.value: STALE[:150]})
         return
     await ack()
-    await announce_update(deps, outcome)
-
-
-STORE_DOWN_SHORT = "The incident store (Redis) is unreachable, nothing was saved. Submit again shortly."
+    if outcome.applied:
+        deps.delivery.wake()
 
 
 def register(app: AsyncApp) -> None:

@@ -63,10 +63,12 @@ def _option(item: ChecklistItem, tick: Tick | None) -> Option:
     )
 
 
-def item_block(incident_id: str, item: ChecklistItem, tick: Tick | None, rev: int) -> ActionsBlock:
+def item_block(
+    incident_id: str, uid: str, item: ChecklistItem, tick: Tick | None, rev: int
+) -> ActionsBlock:
     option = _option(item, tick)
     return ActionsBlock(
-        block_id=ItemRef(i=incident_id, k=item.id, v=rev).encode(),
+        block_id=ItemRef(i=incident_id, u=uid, k=item.id, v=rev).encode(),
         elements=[
             CheckboxesElement(
                 action_id=tick_action_id(item.id),
@@ -97,5 +99,7 @@ def checklist_message(state: MessageState) -> Rendered:
     for section in message.sections:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*{escape_mrkdwn(section.title)}*")))
         for item in section.items:
-            blocks.append(item_block(state.incident_id, item, state.ticks.get(item.id), state.rev))
+            blocks.append(item_block(
+                    state.incident_id, message.incident_uid, item, state.ticks.get(item.id), state.rev
+                ))
     return Rendered(text=f"{state.incident_id} checklist: {heading} ({done}/{total} done)", blocks=blocks)

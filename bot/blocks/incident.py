@@ -111,8 +111,9 @@ def already_running(incident: Incident) -> str:
             "Declare a new incident from another channel."
         )
     return (
-        f"*{incident.id}* already runs in this channel ({incident.status.value}). "
-        "Declare a new incident from another channel."
+        f"*{incident.id}* already runs in this channel ({incident.status.value}), so nothing was "
+        "declared. Declare a new incident from another channel; to change this one's severity, "
+        "type `/incident sev1` (or another severity) without a title."
     )
 
 

@@ -81,7 +81,7 @@ def post_update_button(incident: Incident) -> ActionsBlock:
             ButtonElement(
                 text=PlainTextObject(text="Post update"),
                 action_id=ActionId.OPEN_UPDATE.value,
-                value=IncidentRef(incident_id=incident.id).encode(),
+                value=IncidentRef(incident_id=incident.id, uid=incident.uid).encode(),
                 style="primary",
             )
         ],
@@ -116,7 +116,7 @@ def update_modal(incident: Incident, spec: SeveritySpec) -> View:
     return View(
         type="modal",
         callback_id=CallbackId.UPDATE.value,
-        private_metadata=IncidentRef(incident_id=incident.id).encode(),
+        private_metadata=IncidentRef(incident_id=incident.id, uid=incident.uid).encode(),
         title=PlainTextObject(text=truncate(f"Update {incident.id}", 24)),
         submit=PlainTextObject(text="Post update"),
         close=PlainTextObject(text="Cancel"),
@@ -272,9 +272,14 @@ def resolution(incident: Incident, spec: SeveritySpec, open_verification: list[s
 
 
 def severity_changed(
-    incident: Incident, previous: Severity, previous_spec: SeveritySpec, spec: SeveritySpec, by: str
+    incident: Incident,
+    previous: Severity,
+    severity: Severity,
+    previous_spec: SeveritySpec,
+    spec: SeveritySpec,
+    by: str,
 ) -> Rendered:
-    direction = "raised" if incident.severity.rank < previous.rank else "lowered"
+    direction = "raised" if severity.rank < previous.rank else "lowered"
     line = (
         f":rotating_light: {fmt.user(by)} {direction} *{incident.id}* from "
         f"{escape_mrkdwn(previous_spec.label)} to *{escape_mrkdwn(spec.label)}* "

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -26,12 +26,16 @@ import uvicorn
 from redis.exceptions import RedisError
 
 from bot.app import IncidentBot, create_app
+from bot.delivery import DeliveryConfig
 from bot.demo.standin import SlackStandIn, SlackUser
+from bot.errors import StoreUnavailable
 from bot.models import utcnow
 from bot.playbook import Playbook
 from bot.settings import Settings
 
 SIGNING_SECRET = "standin-signing-secret"
+# Retries within a test's patience: Slack faults clear in a second or two here.
+QUICK_DELIVERY = DeliveryConfig(lease=5.0, backoff_base=0.1, backoff_cap=1.0, poll=0.05)
 STAKEHOLDER_CHANNEL = "C0MANAGERS"
 
 
@@ -51,7 +55,14 @@ class Running:
                 t for t in asyncio.all_tasks() if t is not asyncio.current_task() and _is_listener_task(t)
             ]
             if not pending:
-                return
+                try:
+                    due = await self.bot.store.undelivered(self.bot.service.clock())
+                except StoreUnavailable:
+                    return  # nothing can be delivered while Redis is away
+                if self.bot.delivery.idle and not due:
+                    return
+                await asyncio.sleep(0.02)
+                continue
             await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
         raise TimeoutError("the bot did not settle")
 
@@ -107,7 +118,8 @@ async def running_bot(
     clock: Callable[[], datetime] = utcnow,
     refresh_interval: float = 0.05,
     reminder_poll: float = 0.1,
-    setup_grace: timedelta = timedelta(seconds=30),
+    slack_timeout: float = 2.0,
+    delivery: DeliveryConfig = QUICK_DELIVERY,
 ) -> AsyncIterator[Running]:
     """A stand-in Slack (started here unless given) and the bot serving HTTP against it."""
     async with contextlib.AsyncExitStack() as stack:
@@ -128,7 +140,8 @@ async def running_bot(
             clock=clock,
             refresh_interval=refresh_interval,
             reminder_poll=reminder_poll,
-            setup_grace=setup_grace,
+            slack_timeout=slack_timeout,
+            delivery=delivery,
         )
         url = await stack.enter_async_context(serve_bot(bot))
         yield Running(slack=slack, bot=bot, user=SlackUser(slack, url, SIGNING_SECRET), url=url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -196,10 +195,10 @@ async def test_a_declaration_interrupted_before_its_channel_opened_is_finished(
     real_redis: aioredis.Redis,
 ) -> None:
     """The process that acked died before opening the channel: another one finishes the job."""
-    async with running_bot(redis=connect_like(real_redis), setup_grace=timedelta(seconds=0.5)) as running:
-        # Stored exactly as the slash command stores it, but nothing after the ack ran.
+    async with running_bot(redis=connect_like(real_redis)) as running:
+        # Stored exactly as the slash command stores it, but no process was told to deliver it.
         incident = await running.bot.service.declare_incident(
-            Severity.SEV2, "Checkout requests failing", ALICE, GENERAL
+            Severity.SEV2, "Checkout requests failing", ALICE, GENERAL, request_id="cmd:t1"
         )
         await eventually(lambda: running.slack.channel_by_name("inc-1-checkout-requests-failing") is not None)
         await eventually(lambda: any("INC-1" in m.text for m in running.slack.messages("C0MANAGERS")))
@@ -207,7 +206,7 @@ async def test_a_declaration_interrupted_before_its_channel_opened_is_finished(
         assert channel is not None and ALICE in channel.members
         assert len(running.slack.messages(channel.id)) == 3  # header and two checklists, once
         assert any(f"<#{channel.id}>" in m.text for m in running.slack.messages(GENERAL))
-        await asyncio.sleep(1.2)  # past two more grace periods: nothing is posted again
+        await asyncio.sleep(1.2)  # past several polls: nothing is posted again
         assert len(running.slack.messages(channel.id)) == 3
         assert len(running.slack.calls("conversations.create")) == 1
         assert (await running.bot.service.get_incident(incident.id)).header_ts is not None

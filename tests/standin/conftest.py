@@ -19,7 +19,7 @@ def clock() -> FakeClock:
 
 
 # The bot needs only DEFAULT_BOT_SCOPES; these tests also exercise methods beyond them.
-TEST_SCOPES = DEFAULT_BOT_SCOPES | {"channels:read", "groups:write", "users:read"}
+TEST_SCOPES = DEFAULT_BOT_SCOPES | {"groups:write", "groups:read", "groups:history", "users:read"}
 
 
 @pytest_asyncio.fixture

@@ -8,8 +8,8 @@ from typing import Any
 
 from bot.blocks import Rendered
 from bot.models import ChecklistItem, ChecklistMessage, ChecklistSection, MessageState, Phase, Tick
-from handlers.refresh import ChecklistRefresher
-from handlers.slack_api import Result, SlackGateway
+from bot.refresher import ChecklistRefresher
+from bot.slack_gateway import Outcome, Result, SlackGateway
 
 T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 ITEMS = tuple(ChecklistItem(id=f"i{n}", text=f"Item {n}") for n in range(6))
@@ -28,6 +28,10 @@ class Store:
 
     def __init__(self, rev: int) -> None:
         self.rev = rev
+        self.shown: list[int] = []  # revisions recorded as accepted by Slack
+
+    async def checklist_shown(self, incident_id: str, ts: str, rev: int) -> None:
+        self.shown.append(rev)
 
     async def message_revision(self, incident_id: str, ts: str) -> int:
         return self.rev
@@ -43,7 +47,7 @@ class Slack(SlackGateway):
 
     async def update_message(self, channel: str, ts: str, message: Rendered) -> Result:
         self.sent.append(message.text)
-        return self.answers.pop(0) if self.answers else Result(ok=True)
+        return self.answers.pop(0) if self.answers else Result(Outcome.OK)
 
 
 def refresher(store: Store, slack: Slack, **kwargs: Any) -> ChecklistRefresher:
@@ -91,10 +95,11 @@ async def test_a_newer_state_in_redis_is_rendered_after_the_update() -> None:
     r.refresh(state(2))  # another process already moved Redis to rev 3
     await r.drain()
     assert done(3) in slack.sent[-1]
+    assert store.shown == [2, 3]  # each revision Slack accepted is recorded
 
 
 async def test_a_rate_limited_update_is_retried_until_it_lands() -> None:
-    limited = Result(ok=False, error="ratelimited")
+    limited = Result(Outcome.TRANSIENT, "ratelimited")
     store, slack = Store(rev=4), Slack(answers=[limited, limited])
     r = refresher(store, slack, retry_delay=0.01)
     r.refresh(state(4))
@@ -103,7 +108,7 @@ async def test_a_rate_limited_update_is_retried_until_it_lands() -> None:
 
 
 async def test_a_refused_update_is_not_retried() -> None:
-    store, slack = Store(rev=4), Slack(answers=[Result(ok=False, error="message_not_found")])
+    store, slack = Store(rev=4), Slack(answers=[Result(Outcome.REFUSED, "message_not_found")])
     r = refresher(store, slack, retry_delay=0.01)
     r.refresh(state(4))
     await r.drain()

@@ -12,6 +12,14 @@ import pytest
 from redis.crc import key_slot
 
 from bot import keys
+from bot.effects import PostHeader, Work
+from bot.errors import (
+    IncidentExists,
+    IncidentNotFound,
+    NotAChecklistItem,
+    StaleReference,
+    StoreUnavailable,
+)
 from bot.models import (
     ChecklistItem,
     ChecklistMessage,
@@ -24,23 +32,18 @@ from bot.models import (
     TimelineEvent,
     item_id,
 )
-from bot.store import (
-    IncidentExists,
-    IncidentNotFound,
-    IncidentStore,
-    NotAChecklistItem,
-    StoreUnavailable,
-    connect,
-)
+from bot.store import Change, IncidentStore, connect
 
 NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 TS_ASSESS = "1764079200.000100"
 TS_MITIGATE = "1764079201.000200"
+RECHECK = NOW + timedelta(seconds=3)  # when the delivery loop re-checks a ticked message
 
 
 def make_incident(number: int = 1, **changes: Any) -> Incident:
     fields: dict[str, Any] = {
         "id": f"INC-{number}",
+        "uid": f"uid-{number}",
         "number": number,
         "severity": Severity.SEV2,
         "title": "Checkout requests failing",
@@ -56,6 +59,30 @@ def make_incident(number: int = 1, **changes: Any) -> Incident:
 
 def declared(incident: Incident) -> TimelineEvent:
     return TimelineEvent(at=NOW, kind=EventKind.DECLARED, by=incident.declared_by, text="Declared")
+
+
+async def create(
+    store: IncidentStore,
+    incident: Incident,
+    event: TimelineEvent | None = None,
+    works: list[Work] | None = None,
+    request_id: str = "req-declare",
+) -> Incident:
+    return await store.create_incident(incident, event or declared(incident), works or [], request_id)
+
+
+async def tick(
+    store: IncidentStore, incident: Incident, ts: str, item: str, value: Tick | None, event: TimelineEvent
+) -> Any:
+    return await store.set_tick(incident.id, ts, item, value, event, incident.uid, RECHECK)
+
+
+def with_recheck_hint(before: dict[str, Any], incident_id: str) -> dict[str, Any]:
+    """`before` plus the recheck hint that set_tick writes first, by design (a hint that finds
+    nothing to do is harmless): what the store holds after a tick that must write nothing."""
+    due = dict(before.get(keys.OUTBOX_DUE, []))
+    due[incident_id] = RECHECK.timestamp()
+    return {**before, keys.OUTBOX_DUE: sorted(due.items(), key=lambda kv: (kv[1], kv[0]))}
 
 
 def section(title: str, count: int) -> ChecklistSection:
@@ -96,8 +123,7 @@ async def snapshot(store: IncidentStore) -> dict[str, Any]:
 
 async def seed_checklists(store: IncidentStore) -> tuple[Incident, ChecklistMessage, ChecklistMessage]:
     """An incident with two checklist messages: assess (4 items) and mitigate (2 sections of 3)."""
-    incident = make_incident()
-    await store.create_incident(incident, declared(incident))
+    incident = await create(store, make_incident())
     assess = message(TS_ASSESS, Phase.ASSESS, section("Impact", 4))
     mitigate = message(TS_MITIGATE, Phase.MITIGATE, section("Rollback", 3), section("Scaling", 3))
     await store.add_checklist_message(incident.id, assess)
@@ -110,14 +136,15 @@ async def seed_checklists(store: IncidentStore) -> tuple[Incident, ChecklistMess
 
 async def test_incident_keys_carry_the_id_as_a_hash_tag(store: IncidentStore) -> None:
     incident_id, number = await store.next_incident_id()
-    incident = make_incident(number)
-    await store.create_incident(incident, declared(incident))
-    await store.update_incident(incident_id, lambda i: i.model_copy(update={"channel_id": "C9"}))
+    incident = await create(store, make_incident(number), works=[PostHeader()])
+    await store.update_incident(
+        incident_id, lambda i: Change(i.in_channel("C9", "inc-1", True, NOW), works=[PostHeader()])
+    )
     await store.index_channel("C9", incident_id)
     checklist = message(TS_ASSESS, Phase.ASSESS, section("Impact", 2))
-    await store.add_checklist_message(incident_id, checklist)
+    await store.update_incident(incident_id, lambda i: Change(i, checklist=checklist))
     item = checklist.item_ids()[0]
-    await store.set_tick(incident_id, TS_ASSESS, item, Tick(by="U2", at=NOW), tick_event(item))
+    await tick(store, incident, TS_ASSESS, item, Tick(by="U2", at=NOW), tick_event(item))
 
     found = set(await store.redis.keys("*"))
 
@@ -129,8 +156,9 @@ async def test_incident_keys_carry_the_id_as_a_hash_tag(store: IncidentStore) ->
         "incident:{INC-1}:items",
         "incident:{INC-1}:ticks",
         "incident:{INC-1}:revs",
+        "incident:{INC-1}:outbox",
     }
-    assert found - per_incident == {keys.SEQUENCE, keys.OPEN, keys.BY_CHANNEL}
+    assert found - per_incident == {keys.SEQUENCE, keys.OPEN, keys.BY_CHANNEL, keys.OUTBOX_DUE}
     assert len({key_slot(k.encode()) for k in per_incident}) == 1  # one Redis Cluster slot
     assert all(re.fullmatch(r"incident:\{INC-1\}(:[a-z]+)?", k) for k in per_incident)
 
@@ -145,11 +173,19 @@ async def test_next_incident_ids_count_up(store: IncidentStore) -> None:
 async def test_create_and_get_incident_round_trip(store: IncidentStore) -> None:
     incident = make_incident(7, channel_id="C7", header_ts="1.2", status_changed_at={})
     event = declared(incident)
-    await store.create_incident(incident, event)
+    assert await create(store, incident, event) == incident
 
     assert await store.get_incident("INC-7") == incident
     assert await store.timeline("INC-7") == [event]
     assert await store.open_incident_ids() == ["INC-7"]
+
+
+async def test_create_incident_stores_its_work_in_the_outbox(store: IncidentStore) -> None:
+    incident = make_incident(revision=0)
+    await create(store, incident, works=[PostHeader()])
+
+    assert [(e.id, e.work) for e in await store.outbox(incident.id)] == [("0000000.00.header", PostHeader())]
+    assert await store.outbox_due(NOW) == 1
 
 
 async def test_get_unknown_incident(store: IncidentStore) -> None:
@@ -158,59 +194,98 @@ async def test_get_unknown_incident(store: IncidentStore) -> None:
 
 
 async def test_create_incident_twice_fails_and_keeps_the_first(store: IncidentStore) -> None:
-    first = make_incident(3, title="first")
-    await store.create_incident(first, declared(first))
+    first = await create(store, make_incident(3, title="first"), request_id="req-1")
 
     with pytest.raises(IncidentExists, match="already exists"):
-        await store.create_incident(make_incident(3, title="second"), declared(first))
+        await create(store, make_incident(3, title="second"), declared(first), request_id="req-2")
 
     assert await store.get_incident("INC-3") == first
 
 
 async def test_create_incident_twice_writes_nothing(store: IncidentStore) -> None:
-    first = make_incident(3, title="first")
-    await store.create_incident(first, declared(first))
+    first = await create(store, make_incident(3, title="first"), request_id="req-1")
     before = await snapshot(store)
 
     with pytest.raises(IncidentExists, match="already exists"):
-        await store.create_incident(make_incident(3, title="second"), declared(first))
+        await create(store, make_incident(3, title="second"), declared(first), request_id="req-2")
 
     assert await snapshot(store) == before
 
 
+async def test_retried_create_returns_the_stored_incident_and_writes_nothing(store: IncidentStore) -> None:
+    first = await create(
+        store, make_incident(3, title="first", requests=("req-1",)), works=[PostHeader()], request_id="req-1"
+    )
+    before = await snapshot(store)
+
+    again = await create(
+        store, make_incident(3, title="retry", requests=("req-1",)), works=[PostHeader()], request_id="req-1"
+    )
+
+    assert again == first
+    assert await snapshot(store) == before
+
+
 async def test_update_incident_applies_the_change_and_the_event(store: IncidentStore) -> None:
-    incident = make_incident()
-    await store.create_incident(incident, declared(incident))
+    incident = await create(store, make_incident())
     event = TimelineEvent(at=NOW, kind=EventKind.CHANNEL, text="moved")
+    later = NOW + timedelta(minutes=1)
 
-    updated = await store.update_incident("INC-1", lambda i: i.model_copy(update={"channel_id": "C5"}), event)
+    updated, written = await store.update_incident(
+        "INC-1", lambda i: Change(i.in_channel("C5", "inc-1", True, later), [event])
+    )
 
-    assert updated == incident.model_copy(update={"channel_id": "C5"})
+    assert written is True
+    assert updated == incident.in_channel("C5", "inc-1", True, later)
+    assert (updated.channel_id, updated.revision, updated.updated_at) == ("C5", incident.revision + 1, later)
     assert await store.get_incident("INC-1") == updated
     assert (await store.timeline("INC-1"))[-1] == event
 
 
+async def test_update_incident_that_decides_nothing_writes_nothing(store: IncidentStore) -> None:
+    incident = await create(store, make_incident())
+    before = await snapshot(store)
+
+    current, written = await store.update_incident("INC-1", lambda i: None)
+
+    assert (current, written) == (incident, False)
+    assert await snapshot(store) == before
+
+
+async def test_update_incident_records_a_checklist_message(store: IncidentStore) -> None:
+    incident = await create(store, make_incident())
+    posted = message(TS_ASSESS, Phase.ASSESS, section("Impact", 3))
+    event = TimelineEvent(
+        at=NOW, kind=EventKind.CHECKLIST_POSTED, text="Posted the assess checklist (3 items)"
+    )
+
+    await store.update_incident(incident.id, lambda i: Change(i, [event], checklist=posted))
+
+    assert await store.checklist_messages(incident.id) == [posted]
+    assert (await store.timeline(incident.id))[-1] == event
+    state = await store.message_state(incident.id, TS_ASSESS)
+    assert (state.message, state.ticks, state.rev) == (posted, {}, 0)
+    item = posted.item_ids()[1]
+    changed, _ = await tick(store, incident, TS_ASSESS, item, Tick(by="U2", at=NOW), tick_event(item))
+    assert changed is True  # its items are tickable
+
+
 async def test_update_unknown_incident(store: IncidentStore) -> None:
     with pytest.raises(IncidentNotFound):
-        await store.update_incident("INC-404", lambda i: i)
+        await store.update_incident("INC-404", lambda i: Change(i))
     assert await store.redis.keys("*") == []
 
 
 async def test_concurrent_updates_lose_nothing(store: IncidentStore) -> None:
-    incident = make_incident(title="t")
-    await store.create_incident(incident, declared(incident))
+    await create(store, make_incident(title="t"))
 
     def append(n: int) -> Any:
-        return lambda current: current.model_copy(update={"title": f"{current.title}|{n}"})
-
-    await asyncio.gather(
-        *(
-            store.update_incident(
-                "INC-1", append(n), TimelineEvent(at=NOW, kind=EventKind.STATUS_UPDATE, text=str(n))
-            )
-            for n in range(20)
+        return lambda current: Change(
+            current.model_copy(update={"title": f"{current.title}|{n}"}),
+            [TimelineEvent(at=NOW, kind=EventKind.STATUS_UPDATE, text=str(n))],
         )
-    )
+
+    await asyncio.gather(*(store.update_incident("INC-1", append(n)) for n in range(20)))
 
     parts = (await store.get_incident("INC-1")).title.split("|")
     assert parts[0] == "t"
@@ -220,8 +295,7 @@ async def test_concurrent_updates_lose_nothing(store: IncidentStore) -> None:
 
 
 async def test_channel_index(store: IncidentStore) -> None:
-    incident = make_incident(channel_id="C9")
-    await store.create_incident(incident, declared(incident))
+    incident = await create(store, make_incident(channel_id="C9"))
     assert await store.incident_for_channel("C9") is None
 
     await store.index_channel("C9", "INC-1")
@@ -230,23 +304,37 @@ async def test_channel_index(store: IncidentStore) -> None:
     assert await store.incident_for_channel("C10") is None
 
 
+async def test_claim_channel_holds_one_open_incident(store: IncidentStore) -> None:
+    first = await create(store, make_incident(1))
+    await create(store, make_incident(2))
+
+    assert await store.claim_channel("C0", first.id) is None
+    assert await store.claim_channel("C0", first.id) is None  # claiming again is fine
+    assert await store.claim_channel("C0", "INC-2") == first.id
+    assert await store.incident_for_channel("C0") == first
+
+    await store.update_incident(first.id, lambda i: Change(i.resolved(NOW)))
+    assert await store.claim_channel("C0", "INC-2") is None  # a resolved holder gives way
+    assert (await store.incident_for_channel("C0")) == await store.get_incident("INC-2")
+
+
 # -- ticks -------------------------------------------------------------------------------------
 
 
 async def test_tick_and_untick(store: IncidentStore) -> None:
     incident, assess, _ = await seed_checklists(store)
     item = assess.item_ids()[1]
-    tick = Tick(by="U2", at=NOW)
+    ticked = Tick(by="U2", at=NOW)
 
-    changed, state = await store.set_tick(incident.id, TS_ASSESS, item, tick, tick_event(item))
+    changed, state = await tick(store, incident, TS_ASSESS, item, ticked, tick_event(item))
     assert changed is True
-    assert state.ticks == {item: tick}
+    assert state.ticks == {item: ticked}
     assert state.rev == 1
     assert state.message == assess
-    assert await store.ticks(incident.id) == {item: tick}
+    assert await store.ticks(incident.id) == {item: ticked}
 
-    changed, state = await store.set_tick(
-        incident.id, TS_ASSESS, item, None, tick_event(item, kind=EventKind.UNTICKED)
+    changed, state = await tick(
+        store, incident, TS_ASSESS, item, None, tick_event(item, kind=EventKind.UNTICKED)
     )
     assert changed is True
     assert state.ticks == {}
@@ -257,15 +345,31 @@ async def test_tick_and_untick(store: IncidentStore) -> None:
     assert kinds == [(EventKind.DECLARED, None), (EventKind.TICKED, item), (EventKind.UNTICKED, item)]
 
 
+async def test_a_tick_asks_the_delivery_loop_to_recheck_the_message(store: IncidentStore) -> None:
+    incident, assess, _ = await seed_checklists(store)
+    item = assess.item_ids()[0]
+
+    await tick(store, incident, TS_ASSESS, item, Tick(by="U2", at=NOW), tick_event(item))
+
+    assert await store.redis.zrange(keys.OUTBOX_DUE, 0, -1, withscores=True) == [
+        (incident.id, RECHECK.timestamp())
+    ]
+
+
 async def test_ticking_twice_keeps_the_first_ticker(store: IncidentStore) -> None:
     incident, assess, _ = await seed_checklists(store)
     item = assess.item_ids()[0]
     first = Tick(by="U2", at=NOW)
-    await store.set_tick(incident.id, TS_ASSESS, item, first, tick_event(item, by="U2"))
+    await tick(store, incident, TS_ASSESS, item, first, tick_event(item, by="U2"))
     timeline_before = await store.timeline(incident.id)
 
-    changed, state = await store.set_tick(
-        incident.id, TS_ASSESS, item, Tick(by="U3", at=NOW + timedelta(minutes=5)), tick_event(item, by="U3")
+    changed, state = await tick(
+        store,
+        incident,
+        TS_ASSESS,
+        item,
+        Tick(by="U3", at=NOW + timedelta(minutes=5)),
+        tick_event(item, by="U3"),
     )
 
     assert changed is False
@@ -280,20 +384,20 @@ async def test_unticking_an_unticked_item_changes_nothing(store: IncidentStore) 
     item = assess.item_ids()[0]
     before = await snapshot(store)
 
-    changed, state = await store.set_tick(
-        incident.id, TS_ASSESS, item, None, tick_event(item, kind=EventKind.UNTICKED)
+    changed, state = await tick(
+        store, incident, TS_ASSESS, item, None, tick_event(item, kind=EventKind.UNTICKED)
     )
 
     assert changed is False
     assert state.rev == 0
     assert state.ticks == {}
-    assert await snapshot(store) == before
+    assert await snapshot(store) == with_recheck_hint(before, incident.id)
 
 
 async def test_revisions_are_per_message(store: IncidentStore) -> None:
     incident, _, mitigate = await seed_checklists(store)
     for item in mitigate.item_ids()[:3]:
-        await store.set_tick(incident.id, TS_MITIGATE, item, Tick(by="U2", at=NOW), tick_event(item))
+        await tick(store, incident, TS_MITIGATE, item, Tick(by="U2", at=NOW), tick_event(item))
 
     assert await store.message_revision(incident.id, TS_MITIGATE) == 3
     assert await store.message_revision(incident.id, TS_ASSESS) == 0
@@ -321,27 +425,47 @@ async def test_foreign_or_stale_clicks_write_nothing(
     incident, assess, mitigate = await seed_checklists(store)
     # One existing tick, so an untick of a foreign item would have something to delete.
     for item in mitigate.item_ids():
-        await store.set_tick(incident.id, TS_MITIGATE, item, Tick(by="U9", at=NOW), tick_event(item))
+        await tick(store, incident, TS_MITIGATE, item, Tick(by="U9", at=NOW), tick_event(item))
     item = pick(assess, mitigate)
     before = await snapshot(store)
 
     with pytest.raises(NotAChecklistItem):
+        await tick(store, incident, ts, item, Tick(by="U2", at=NOW) if checked else None, tick_event(item))
+
+    assert await snapshot(store) == with_recheck_hint(before, incident.id)
+
+
+@pytest.mark.parametrize("checked", [True, False])
+async def test_ticks_through_another_incidents_uid_are_stale(store: IncidentStore, checked: bool) -> None:
+    incident, assess, _ = await seed_checklists(store)
+    item = assess.item_ids()[0]
+    await tick(store, incident, TS_ASSESS, item, Tick(by="U9", at=NOW), tick_event(item))
+    before = await snapshot(store)
+
+    with pytest.raises(StaleReference):
         await store.set_tick(
-            incident.id, ts, item, Tick(by="U2", at=NOW) if checked else None, tick_event(item)
+            incident.id,
+            TS_ASSESS,
+            item,
+            Tick(by="U2", at=NOW) if checked else None,
+            tick_event(item),
+            "uid-of-an-older-incident-1",
+            RECHECK,
         )
 
-    assert await snapshot(store) == before
+    assert await snapshot(store) == with_recheck_hint(before, incident.id)
 
 
 async def test_ticks_on_an_unknown_incident_are_rejected(store: IncidentStore) -> None:
-    with pytest.raises(NotAChecklistItem):
-        await store.set_tick("INC-404", TS_ASSESS, "0123456789", Tick(by="U2", at=NOW), tick_event("x"))
-    assert await store.redis.keys("*") == []
+    with pytest.raises(StaleReference):
+        await store.set_tick(
+            "INC-404", TS_ASSESS, "0123456789", Tick(by="U2", at=NOW), tick_event("x"), "uid-404", RECHECK
+        )
+    assert await snapshot(store) == with_recheck_hint({}, "INC-404")
 
 
 async def test_fifty_concurrent_ticks_all_stick(store: IncidentStore) -> None:
-    incident = make_incident()
-    await store.create_incident(incident, declared(incident))
+    incident = await create(store, make_incident())
     big = message(TS_ASSESS, Phase.ASSESS, *(section(f"S{n}", 10) for n in range(5)))
     await store.add_checklist_message(incident.id, big)
     items = big.item_ids()
@@ -349,9 +473,7 @@ async def test_fifty_concurrent_ticks_all_stick(store: IncidentStore) -> None:
 
     results = await asyncio.gather(
         *(
-            store.set_tick(
-                incident.id, TS_ASSESS, item, Tick(by=f"U{n}", at=NOW), tick_event(item, by=f"U{n}")
-            )
+            tick(store, incident, TS_ASSESS, item, Tick(by=f"U{n}", at=NOW), tick_event(item, by=f"U{n}"))
             for n, item in enumerate(items)
         )
     )
@@ -383,7 +505,7 @@ async def test_stored_values_are_json_never_pickles(store: IncidentStore) -> Non
     assert await store.next_incident_id() == ("INC-1", 1)
     incident, assess, _ = await seed_checklists(store)
     await store.index_channel("C1", incident.id)
-    await store.set_tick(incident.id, TS_ASSESS, assess.item_ids()[0], Tick(by="U2", at=NOW), tick_event("x"))
+    await tick(store, incident, TS_ASSESS, assess.item_ids()[0], Tick(by="U2", at=NOW), tick_event("x"))
 
     dump = await snapshot(store)  # decode_responses: a pickle (b"\x80...") would not even decode
     assert dump
@@ -398,6 +520,7 @@ async def test_stored_values_are_json_never_pickles(store: IncidentStore) -> Non
     assert json.loads(dump[keys.SEQUENCE]) == 1
     assert dump[keys.BY_CHANNEL] == {"C1": "INC-1"}
     assert dump[keys.OPEN] == [("INC-1", NOW.timestamp())]
+    assert dump[keys.OUTBOX_DUE] == [("INC-1", RECHECK.timestamp())]
     assert json.loads(dump["incident:{INC-1}"])["id"] == "INC-1"
     for raw in dump["incident:{INC-1}:messages"].values():
         assert json.loads(raw)["ts"] in (TS_ASSESS, TS_MITIGATE)
@@ -408,16 +531,16 @@ async def test_stored_values_are_json_never_pickles(store: IncidentStore) -> Non
 UNREACHABLE_CALLS = {
     "ping": lambda s: s.ping(),
     "next_incident_id": lambda s: s.next_incident_id(),
-    "create_incident": lambda s: s.create_incident(make_incident(), declared(make_incident())),
+    "create_incident": lambda s: s.create_incident(make_incident(), declared(make_incident()), [], "req-1"),
     "get_incident": lambda s: s.get_incident("INC-1"),
-    "update_incident": lambda s: s.update_incident("INC-1", lambda i: i),
+    "update_incident": lambda s: s.update_incident("INC-1", lambda i: Change(i)),
     "incident_for_channel": lambda s: s.incident_for_channel("C1"),
     "timeline": lambda s: s.timeline("INC-1"),
     "add_checklist_message": lambda s: s.add_checklist_message(
         "INC-1", message(TS_ASSESS, Phase.ASSESS, section("I", 1))
     ),
     "set_tick": lambda s: s.set_tick(
-        "INC-1", TS_ASSESS, "0123456789", Tick(by="U2", at=NOW), tick_event("x")
+        "INC-1", TS_ASSESS, "0123456789", Tick(by="U2", at=NOW), tick_event("x"), "uid-1", RECHECK
     ),
     "message_state": lambda s: s.message_state("INC-1", TS_ASSESS),
 }

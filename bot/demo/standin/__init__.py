@@ -1,11 +1,12 @@
 """A loopback stand-in for the Slack Web API, and a Slack client side to drive the bot.
 
 `SlackStandIn` answers the bot's Web API calls like Slack (including the refusals) and serves
-Socket Mode; `SlackUser` sends the bot slash commands, clicks and modal submissions, signed
-over HTTP or as envelopes on its Socket Mode connection;
-`render_channel` shows a channel as a person reads it.
+Socket Mode; its `faults` make chosen calls fail the way Slack and the network fail.
+`SlackUser` sends the bot slash commands, clicks and modal submissions, signed over HTTP or as
+envelopes on its Socket Mode connection; `render_channel` shows a channel as a person reads it.
 """
 
+from .faults import Fault, Faults
 from .limits import Rejection, Violation, check_blocks, check_message, check_view
 from .ratelimit import Bucket, RateLimitConfig
 from .server import DEFAULT_BOT_SCOPES, SlackStandIn
@@ -35,6 +36,8 @@ __all__ = [
     "Bucket",
     "Channel",
     "EphemeralMessage",
+    "Fault",
+    "Faults",
     "Message",
     "OpenedView",
     "RateLimitConfig",

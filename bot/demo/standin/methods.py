@@ -12,9 +12,12 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from .limits import Rejection, check_message, check_view, parse_json_argument
+from .metadata import CheckedMetadata, check_metadata
+from .pagination import BadArgument, decode_cursor, encode_cursor, parse_limit, parse_ts
 from .ratelimit import RateLimiter
 from .workspace import (
     PERMALINK_HOST,
@@ -35,6 +38,23 @@ MAX_CHANNEL_NAME_CHARS = 80
 CHANNEL_NAME_CHARS = frozenset(string.ascii_lowercase + string.digits + "-_")
 # https://docs.slack.dev/surfaces/modals: a modal holds at most 3 views in its stack.
 MAX_VIEW_STACK = 3
+# https://docs.slack.dev/reference/methods/conversations.history: limit defaults to 100, "Maximum
+# of 999". (Apps distributed commercially outside the Marketplace get 15 since 2025; incident-bot
+# is installed by each team as its own internal app, so the internal-app limits apply.)
+HISTORY_DEFAULT_LIMIT = 100
+HISTORY_MAX_LIMIT = 999
+# https://docs.slack.dev/reference/methods/conversations.list: limit "Must be an integer under
+# 1000". Larger values get a page rather than an error (scripts that list with limit=1000, or far
+# more, work); a value Slack does not understand is invalid_limit.
+LIST_DEFAULT_LIMIT = 100
+LIST_MAX_LIMIT = 999
+# conversations.list `types`, and the scope a bot token needs to list each.
+LIST_TYPE_SCOPES = {
+    "public_channel": "channels:read",
+    "private_channel": "groups:read",
+    "mpim": "mpim:read",
+    "im": "im:read",
+}
 
 
 class ApiError(Exception):
@@ -79,6 +99,8 @@ class CallContext:
     allow_channel_creation: bool
     limiter: RateLimiter | None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # What the stand-in noticed about an accepted call (e.g. metadata Slack drops silently).
+    notes: list[str] = field(default_factory=list)
 
     # -- guards ---------------------------------------------------------------------------
 
@@ -169,6 +191,18 @@ class CallContext:
             raise ApiError("invalid_blocks_format", reasons=["blocks must be a JSON array"])
         return text, blocks, attachments
 
+    def checked_metadata(self, *, empty_removes: bool = False) -> CheckedMetadata | None:
+        """The `metadata` argument as Slack keeps it; None when it was not given."""
+        raw = self.params.get("metadata")
+        if raw is None:
+            return None
+        checked = check_metadata(raw, empty_removes=empty_removes)
+        if isinstance(checked, Rejection):
+            raise ApiError(checked.error, reasons=checked.reasons)
+        if checked.dropped_because is not None:
+            self.notes.append(checked.dropped_because)
+        return checked
+
     def checked_message_content(self) -> tuple[str | None, object, object]:
         """A new message's content, refused as Slack refuses it (no text, bad blocks, limits)."""
         text, blocks, attachments = self.message_content()
@@ -216,14 +250,19 @@ def chat_post_message(ctx: CallContext) -> JsonDict:
     ctx.ensure_can_post(channel)
     ctx.rate_limit("chat.postMessage", channel.id)
     text, blocks, attachments = ctx.checked_message_content()
+    metadata = ctx.checked_metadata()
     message = ctx.workspace.add_message(
         channel_id=channel.id,
         text=text or "",
         blocks=_as_block_list(blocks),
         attachments=_as_block_list(attachments),
         thread_ts=ctx.text_arg("thread_ts"),
+        metadata=metadata.metadata if metadata is not None else None,
     )
-    return {"ok": True, "channel": channel.id, "ts": message.ts, "message": message.to_slack()}
+    # The answer leaves the metadata out: slackapi/python-slack-sdk#1501 reports Slack's answer
+    # to a bot's post without its event_payload, so the bot must not rely on reading it there.
+    message_body = message.to_slack(include_metadata=False)
+    return {"ok": True, "channel": channel.id, "ts": message.ts, "message": message_body}
 
 
 def chat_update(ctx: CallContext) -> JsonDict:
@@ -243,6 +282,8 @@ def chat_update(ctx: CallContext) -> JsonDict:
     rejection = check_message(text=text, blocks=blocks, content_required=False)
     if rejection is not None:
         raise ApiError.from_rejection(rejection)
+    # Without `metadata` the message keeps its metadata; `{}` removes it (chat.update docs).
+    metadata = ctx.checked_metadata(empty_removes=True)
 
     # Slack keeps the previous blocks only when neither text nor blocks are given.
     new_blocks = _as_block_list(blocks) if blocks is not None else []
@@ -253,6 +294,8 @@ def chat_update(ctx: CallContext) -> JsonDict:
     message.blocks = ctx.workspace.with_generated_ids(new_blocks)
     if attachments is not None:
         message.attachments = _as_block_list(attachments)
+    if metadata is not None and metadata.dropped_because is None:
+        message.metadata = metadata.metadata
     if blocks is None:
         message.edited_ts = ctx.workspace.next_ts()
     return {
@@ -260,7 +303,7 @@ def chat_update(ctx: CallContext) -> JsonDict:
         "channel": channel.id,
         "ts": message.ts,
         "text": message.text,
-        "message": message.to_slack(),
+        "message": message.to_slack(include_metadata=False),
     }
 
 
@@ -392,6 +435,101 @@ def conversations_info(ctx: CallContext) -> JsonDict:
     ctx.require_scope("groups:read" if channel.is_private else "channels:read")
     include_num = ctx.bool_arg("include_num_members")
     return {"ok": True, "channel": channel.to_slack(ctx.bot_user, include_num_members=include_num)}
+
+
+def conversations_history(ctx: CallContext) -> JsonDict:
+    """Top-level messages of a channel the bot is in, newest first, in cursor pages.
+
+    https://docs.slack.dev/reference/methods/conversations.history: a bot token reads "any
+    conversation the relevant bot is a member of" with the relevant *:history scope, and its
+    `not_in_channel` error says "Only user tokens can access public channels they are not in".
+    So a bot outside a public channel gets not_in_channel; a private channel it is not in does
+    not exist for it (channel_not_found), as everywhere else.
+    """
+    channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
+    ctx.require_scope("groups:history" if channel.is_private else "channels:history")
+    if ctx.bot_user not in channel.members:
+        raise ApiError("not_in_channel", reasons=[f"the bot is not in #{channel.name}"])
+    try:
+        oldest = parse_ts(ctx.params.get("oldest"), "invalid_ts_oldest")
+        latest = parse_ts(ctx.params.get("latest"), "invalid_ts_latest")
+        limit = parse_limit(ctx.params.get("limit"), default=HISTORY_DEFAULT_LIMIT, maximum=HISTORY_MAX_LIMIT)
+        cursor = ctx.text_arg("cursor")
+        start = Decimal(decode_cursor(cursor, "next_ts")) if cursor else None
+    except BadArgument as bad:
+        raise ApiError(bad.error, reasons=[bad.reason]) from None
+    inclusive = ctx.bool_arg("inclusive")
+
+    def in_range(ts: Decimal) -> bool:
+        # `latest` defaults to "now" at Slack; with a frozen test clock stand-in timestamps can
+        # run ahead of now, so no upper bound stands in for it.
+        above = oldest is None or ts > oldest or (inclusive and ts == oldest)
+        below = latest is None or ts < latest or (inclusive and ts == latest)
+        return above and below and (start is None or ts <= start)
+
+    # Thread replies stay in conversations.replies; only their parents are in the history.
+    top_level = [m for m in ctx.workspace.messages[channel.id] if m.thread_ts in (None, m.ts)]
+    matching = sorted(
+        (m for m in top_level if in_range(Decimal(m.ts))), key=lambda m: Decimal(m.ts), reverse=True
+    )
+    page, rest = matching[:limit], matching[limit:]
+    with_metadata = ctx.bool_arg("include_all_metadata")
+    body: JsonDict = {
+        "ok": True,
+        "messages": [m.to_slack(include_metadata=with_metadata) for m in page],
+        "has_more": bool(rest),
+        "pin_count": 0,
+        "channel_actions_ts": None,
+        "channel_actions_count": 0,
+    }
+    if latest is not None:
+        body["latest"] = ctx.text_arg("latest")
+    if rest:
+        body["response_metadata"] = {"next_cursor": encode_cursor("next_ts", rest[0].ts)}
+    return body
+
+
+def conversations_list(ctx: CallContext) -> JsonDict:
+    """The channels the bot can see, in cursor pages.
+
+    https://docs.slack.dev/reference/methods/conversations.list: every public channel (with
+    `is_member` from the bot's side), and private channels only where the bot is a member. Each
+    requested type needs its read scope: channels:read for public_channel, groups:read for
+    private_channel.
+    """
+    types = [t.strip() for t in (ctx.text_arg("types") or "public_channel").split(",") if t.strip()]
+    unknown = sorted(set(types) - set(LIST_TYPE_SCOPES))
+    if unknown or not types:
+        raise ApiError("invalid_types", reasons=[f"unknown conversation types: {', '.join(unknown)}"])
+    for kind in types:
+        ctx.require_scope(LIST_TYPE_SCOPES[kind])
+    try:
+        limit = parse_limit(ctx.params.get("limit"), default=LIST_DEFAULT_LIMIT, maximum=LIST_MAX_LIMIT)
+        cursor = ctx.text_arg("cursor")
+        start_id = decode_cursor(cursor, "team") if cursor else None
+    except BadArgument as bad:
+        raise ApiError(bad.error, reasons=[bad.reason]) from None
+    exclude_archived = ctx.bool_arg("exclude_archived")
+
+    def listed(channel: Channel) -> bool:
+        if channel.is_archived and exclude_archived:
+            return False
+        if channel.is_private:
+            return "private_channel" in types and ctx.bot_user in channel.members
+        return "public_channel" in types
+
+    channels = [c for c in ctx.workspace.channels.values() if listed(c)]
+    if start_id is not None:
+        position = next((i for i, c in enumerate(channels) if c.id == start_id), None)
+        if position is None:
+            raise ApiError("invalid_cursor", reasons=[f"cursor points at {start_id}, no longer listed"])
+        channels = channels[position:]
+    page, rest = channels[:limit], channels[limit:]
+    return {
+        "ok": True,
+        "channels": [c.to_slack(ctx.bot_user, include_num_members=True) for c in page],
+        "response_metadata": {"next_cursor": encode_cursor("team", rest[0].id) if rest else ""},
+    }
 
 
 # -- views ----------------------------------------------------------------------------------
@@ -540,6 +678,8 @@ METHODS: dict[str, Handler] = {
     "conversations.invite": conversations_invite,
     "conversations.join": conversations_join,
     "conversations.info": conversations_info,
+    "conversations.history": conversations_history,
+    "conversations.list": conversations_list,
     "views.open": views_open,
     "views.update": views_update,
     "views.push": views_push,

@@ -2,11 +2,14 @@
 
 Point the bot's clients at `slack.url` (e.g. `AsyncWebClient(base_url=slack.url)`); every
 call is recorded, validated like Slack validates it, and applied to an in-memory workspace
-that tests can inspect.
+that tests can inspect. `slack.faults` makes chosen calls fail the way Slack and the network
+between fail: error pages, error codes, late answers, lost answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -16,6 +19,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from .faults import HANG_TIMEOUT_PAGE, HANG_TIMEOUT_STATUS, Fault, Faults
 from .interactions import apply_view_submission_reply, deliver_reply, response_url_refusal
 from .methods import METHODS, ApiError, CallContext
 from .ratelimit import RateLimitConfig, RateLimiter
@@ -39,7 +43,16 @@ from .workspace import (
 )
 
 # What incident-bot asks for at install time: exactly the bot scopes of its manifest.yml.
-DEFAULT_BOT_SCOPES = frozenset({"commands", "chat:write", "chat:write.public", "channels:manage"})
+DEFAULT_BOT_SCOPES = frozenset(
+    {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "channels:manage",
+        "channels:history",
+        "channels:read",
+    }
+)
 CONNECTIONS_OPEN = "apps.connections.open"
 
 
@@ -71,6 +84,8 @@ class SlackStandIn:
         self._clock = clock
         self._limiter = RateLimiter(rate_limit_config or RateLimitConfig(), clock) if rate_limits else None
         self.socket_mode = SocketModeServer(app_id=self.bot.app_id, clock=clock)
+        self.faults = Faults()
+        self._stopping: asyncio.Event | None = None
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -81,6 +96,7 @@ class SlackStandIn:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the stand-in is already running")
+        self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{response_id}", self._handle_response_url)
@@ -93,6 +109,8 @@ class SlackStandIn:
         self._base_url = f"http://{address[0]}:{address[1]}/"
 
     async def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()  # held answers (faults.hang) go out now, not at their time
         # Open sockets would hold the shutdown for aiohttp's whole grace period.
         await self.socket_mode.close()
         if self._runner is not None:
@@ -187,9 +205,14 @@ class SlackStandIn:
         """Every call answered ok=false (including HTTP 429), with the reasons why.
 
         Besides Web API methods this covers refused replies: method "response_url", "ack"
-        (a slash command's ack body) and "view_submission.response_action".
+        (a slash command's ack body) and "view_submission.response_action". Answers made up by
+        an injected fault are not refusals of what the bot sent: see `faulted_calls()`.
         """
-        return [c for c in self.workspace.calls if not c.ok]
+        return [c for c in self.workspace.calls if not c.ok and not c.injected]
+
+    def faulted_calls(self, method: str | None = None) -> list[ApiCall]:
+        """Web API calls that met an injected fault (`faults`), in the order they arrived."""
+        return [c for c in self.calls(method) if c.fault is not None]
 
     def messages(self, channel_id: str) -> list[Message]:
         return list(self.workspace.messages.get(channel_id, []))
@@ -245,30 +268,74 @@ class SlackStandIn:
     async def _handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params, token, body_error = await _read_call(request)
+        fault = self.faults.take(method, params)
+        if fault is not None and not fault.reaches_workspace:
+            return await self._injected_answer(request, method, params, fault)
+
+        status, body, headers, reasons = self._answer(request, method, params, token, body_error)
+        ok = bool(body.get("ok")) and status == 200
+        reasons = [*reasons, fault.describe()] if fault is not None else reasons
+        self._record(method, params, body, status, reasons, applied=ok, fault=fault)
+        if fault is not None and fault.kind == "close_connection":
+            return _close_without_answer(request)
+        if fault is not None:
+            await self._hold(fault.seconds)
+        return web.json_response(body, status=status, headers=headers)
+
+    def _answer(
+        self,
+        request: web.Request,
+        method: str,
+        params: JsonDict,
+        token: str | None,
+        body_error: str | None,
+    ) -> tuple[int, JsonDict, dict[str, str], list[str]]:
+        """The workspace's answer to one call: (HTTP status, body, headers, reasons)."""
         try:
             if body_error is not None:
                 raise ApiError("invalid_form_data", reasons=[body_error])
             if method == CONNECTIONS_OPEN:
-                body = self._open_socket_connection(request, token)
-            else:
-                handler = METHODS.get(method)
-                if handler is None:
-                    raise ApiError("unknown_method", req_method=method)
-                self._authenticate(token)
-                context = CallContext(
-                    workspace=self.workspace,
-                    params=params,
-                    scopes=self.scopes,
-                    allow_channel_creation=self.allow_channel_creation,
-                    limiter=self._limiter,
-                )
-                body = handler(context)
-            self._record(method, params, body, 200)
-            return web.json_response(body)
+                return 200, self._open_socket_connection(request, token), {}, []
+            handler = METHODS.get(method)
+            if handler is None:
+                raise ApiError("unknown_method", req_method=method)
+            self._authenticate(token)
+            context = CallContext(
+                workspace=self.workspace,
+                params=params,
+                scopes=self.scopes,
+                allow_channel_creation=self.allow_channel_creation,
+                limiter=self._limiter,
+            )
+            body = handler(context)
+            return 200, body, {}, context.notes
         except ApiError as error:
-            body = error.to_response()
-            self._record(method, params, body, error.http_status, error.reasons)
-            return web.json_response(body, status=error.http_status, headers=error.headers)
+            return error.http_status, error.to_response(), error.headers, error.reasons
+
+    async def _injected_answer(
+        self, request: web.Request, method: str, params: JsonDict, fault: Fault
+    ) -> web.Response:
+        """A fault's answer for a call the workspace never sees."""
+        reasons = [fault.describe()]
+        if fault.kind == "close_connection":
+            self._record(method, params, {}, None, reasons, fault=fault, injected=True)
+            return _close_without_answer(request)
+        if fault.kind == "hang":
+            self._record(method, params, {}, HANG_TIMEOUT_STATUS, reasons, fault=fault, injected=True)
+            await self._hold(fault.seconds)
+            return _raw_response(HANG_TIMEOUT_STATUS, "text/html", HANG_TIMEOUT_PAGE)
+        if fault.kind == "error":
+            body: JsonDict = {"ok": False, "error": fault.error}
+            self._record(method, params, body, fault.status, reasons, fault=fault, injected=True)
+            return web.json_response(body, status=fault.status, headers=fault.headers)
+        self._record(method, params, {}, fault.status, reasons, fault=fault, injected=True)
+        return _raw_response(fault.status, fault.content_type, fault.body)
+
+    async def _hold(self, seconds: float) -> None:
+        if self._stopping is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     def _authenticate(self, token: str | None) -> None:
         if not token:
@@ -309,9 +376,13 @@ class SlackStandIn:
         method: str,
         params: JsonDict,
         body: JsonDict,
-        status: int,
+        status: int | None,
         reasons: list[str] | None = None,
         kind: Literal["web_api", "reply"] = "web_api",
+        *,
+        applied: bool = False,
+        fault: Fault | None = None,
+        injected: bool = False,
     ) -> None:
         error = body.get("error")
         self.workspace.calls.append(
@@ -325,6 +396,9 @@ class SlackStandIn:
                 reasons=list(reasons or []),
                 response=body,
                 at=self._clock(),
+                applied=applied,
+                fault=fault.kind if fault is not None else None,
+                injected=injected,
             )
         )
 
@@ -399,6 +473,22 @@ async def _read_call(request: web.Request) -> tuple[JsonDict, str | None, str | 
     if token is None and isinstance(form_token, str):
         token = form_token
     return params, token, body_error
+
+
+def _raw_response(status: int, content_type: str | None, body: str) -> web.Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = web.Response(status=status, body=body.encode(), headers=headers)
+    if not content_type:
+        # aiohttp fills in application/octet-stream unless told there is no content type.
+        response.headers.popall("Content-Type", None)
+    return response
+
+
+def _close_without_answer(request: web.Request) -> web.Response:
+    """Closes the connection; aiohttp drops the response returned after that, unsent."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response()
 
 
 def _bearer_token(request: web.Request) -> str | None:

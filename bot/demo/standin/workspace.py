@@ -20,6 +20,7 @@ PERMALINK_HOST = "https://standin.slack.test"
 
 MessageSource = Literal["api", "response_url", "ack"]
 ReplyOutcome = Literal["ephemeral", "in_channel", "replaced", "deleted"]
+FaultKind = Literal["fail", "error", "hang", "close_connection"]
 
 
 class SeedUser(BaseModel):
@@ -45,6 +46,8 @@ class SeedChannel(BaseModel):
     is_private: bool = False
     is_general: bool = False
     members: frozenset[str] | None = None
+    # Who created it; None means the workspace's first seeded human (as a workspace owner would).
+    creator: str | None = None
 
 
 DEFAULT_USERS: tuple[SeedUser, ...] = (
@@ -156,9 +159,15 @@ class Message(BaseModel):
     thread_ts: str | None = None
     edited_ts: str | None = None
     source: MessageSource = "api"
+    # {"event_type": ..., "event_payload": {...}} as chat.postMessage / chat.update stored it.
+    metadata: JsonDict | None = None
 
-    def to_slack(self) -> JsonDict:
-        """The message as Slack returns it in API responses and interaction payloads."""
+    def to_slack(self, *, include_metadata: bool = True) -> JsonDict:
+        """The message as Slack returns it in API responses and interaction payloads.
+
+        Metadata is left out where Slack leaves it out (conversations.history without
+        include_all_metadata, the answer to chat.postMessage).
+        """
         body: JsonDict = {"type": "message", "text": self.text, "user": self.user, "ts": self.ts}
         if self.bot_id is not None:
             body["bot_id"] = self.bot_id
@@ -173,6 +182,8 @@ class Message(BaseModel):
             body["thread_ts"] = self.thread_ts
         if self.edited_ts is not None:
             body["edited"] = {"user": self.user, "ts": self.edited_ts}
+        if include_metadata and self.metadata is not None:
+            body["metadata"] = copy.deepcopy(self.metadata)
         return body
 
 
@@ -277,6 +288,12 @@ class ApiCall(BaseModel):
     `kind="reply"` marks what the app sent back outside the Web API (a response_url post, a
     slash command's ack body, a view_submission response_action): those are logged here so
     `rejected_calls()` shows every refusal, but `calls()` lists Web API calls only.
+
+    A call that met an injected fault (`SlackStandIn.faults`) names it in `fault`. `injected`
+    says the answer was made up by the fault and the workspace never saw the call; otherwise
+    `ok`, `error` and `response` are the workspace's own answer, even if the client got it late
+    or not at all. `applied` says the workspace carried the call out. `http_status` is None
+    when the connection was closed without an answer.
     """
 
     kind: Literal["web_api", "reply"] = "web_api"
@@ -284,10 +301,13 @@ class ApiCall(BaseModel):
     params: JsonDict
     ok: bool
     error: str | None = None
-    http_status: int = 200
+    http_status: int | None = 200
     reasons: list[str] = Field(default_factory=list)
     response: JsonDict = Field(default_factory=dict)
     at: float
+    applied: bool = False
+    fault: FaultKind | None = None
+    injected: bool = False
 
 
 class Workspace:
@@ -314,6 +334,7 @@ class Workspace:
                 id=seed_user.id, name=seed_user.name, real_name=seed_user.real_name
             )
         humans = {uid for uid, user in self.users.items() if not user.is_bot}
+        first_human = next((uid for uid, user in self.users.items() if not user.is_bot), "")
 
         self.channels: dict[str, Channel] = {}
         for seed in channels:
@@ -325,6 +346,7 @@ class Workspace:
                 is_general=seed.is_general,
                 members=members,
                 created=int(clock()),
+                creator=seed.creator if seed.creator is not None else first_human,
             )
 
         self.messages: dict[str, list[Message]] = {cid: [] for cid in self.channels}
@@ -399,6 +421,7 @@ class Workspace:
         attachments: list[JsonDict] | None = None,
         thread_ts: str | None = None,
         source: MessageSource = "api",
+        metadata: JsonDict | None = None,
     ) -> Message:
         message = Message(
             channel=channel_id,
@@ -412,6 +435,7 @@ class Workspace:
             team=self.bot.team_id,
             thread_ts=thread_ts,
             source=source,
+            metadata=copy.deepcopy(metadata),
         )
         self.messages[channel_id].append(message)
         return message

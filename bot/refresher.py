@@ -6,10 +6,10 @@ import asyncio
 import logging
 
 from bot.blocks.checklist import checklist_message
+from bot.errors import NotAChecklistItem, StoreUnavailable
 from bot.models import MessageState
 from bot.service import IncidentService
-from bot.store import NotAChecklistItem, StoreUnavailable
-from handlers.slack_api import SlackGateway
+from bot.slack_gateway import SlackGateway
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,10 @@ class ChecklistRefresher:
     """At most one `chat.update` in flight per message in this process, spaced `min_interval`
     apart, so a burst of ticks becomes a few updates. After each update the message's revision
     in Redis is checked again: if another process (or a click that raced this one) moved it on,
-    the message is rendered again, so the last update always shows the newest state."""
+    the message is rendered again, so the last update always shows the newest state.
+
+    This is the fast path: each accepted revision is recorded, and the delivery loop re-renders
+    any message whose newest revision Slack never accepted (this process failed or died)."""
 
     def __init__(
         self,
@@ -68,6 +71,8 @@ class ChecklistRefresher:
                     await asyncio.sleep(self.retry_delay)
                     continue
                 retries = 0
+                if sent.ok:
+                    await self.service.checklist_shown(key[0], key[1], state.rev)
                 await asyncio.sleep(self.min_interval)  # clicks arriving now join the next update
                 if key in self._pending:
                     continue

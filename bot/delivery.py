@@ -1,0 +1,531 @@
+"""The delivery loop: performs the Slack work stored in each incident's outbox, in order.
+
+Any bot process may deliver any incident's work. An incident is claimed from the shared hint set
+with a lease, and locked while one process delivers it. Each effect is removed from the outbox only
+after Slack accepted it (recording what Slack answered, like a message ts, in the same write). A
+failure that passes (5xx, timeouts, rate limits) is retried with backoff; one that will not change
+is recorded as failed, put on the timeline and told to whom it concerns. Before an effect whose
+earlier attempt got no answer is tried again, the bot looks for it in Slack (message metadata,
+or the channel list), so nothing is posted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import assert_never
+
+from bot.blocks import Rendered
+from bot.blocks import incident as incident_blocks
+from bot.blocks import updates as update_blocks
+from bot.blocks.checklist import checklist_message
+from bot.effects import (
+    Announce,
+    Effect,
+    EffectState,
+    InviteDeclarer,
+    Notice,
+    OpenChannel,
+    OverdueNote,
+    PostChecklist,
+    PostHeader,
+    PostUpdate,
+    RefreshHeader,
+    Reminder,
+    Resolution,
+    SeverityNote,
+    Target,
+)
+from bot.errors import IncidentNotFound, NotAChecklistItem, StoreUnavailable
+from bot.models import ChecklistMessage, Claim, EventKind, Incident, MessageState, Phase, TimelineEvent
+from bot.naming import channel_name
+from bot.service import IncidentService
+from bot.slack_gateway import Outcome, Result, SlackGateway
+from bot.store import Change, OutboxClaim
+
+log = logging.getLogger(__name__)
+
+# Refusals of a channel creation that will not change: run in the channel it was declared in.
+CHANNEL_REFUSALS = {
+    "missing_scope": "the app lacks the scope to create channels",
+    "restricted_action": "this workspace restricts who can create channels",
+    "no_permission": "the app may not create channels here",
+}
+# Refusals of a post that mean "the bot cannot see or write in that channel".
+NOT_THERE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    stakeholder_channel: str | None = None
+    create_channels: bool = True
+    channel_prefix: str = "inc"
+    lease: float = 30.0  # how long a claimed incident is this process's before another may take it
+    budget: float = 15.0  # stop starting new effects of one incident after this long
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    poll: float = 0.25
+    concurrency: int = 16
+
+
+Record = Callable[[Incident], Change]
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one effect's attempt came to, and what to record with its completion: a change
+    applied to the incident as stored then (listeners may have changed it meanwhile)."""
+
+    result: Result
+    record: Record | None = None
+
+
+class Delivery:
+    def __init__(
+        self,
+        service: IncidentService,
+        slack: SlackGateway,
+        config: DeliveryConfig,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.service = service
+        self.store = service.store
+        self.slack = slack
+        self.config = config
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._busy = 0
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New work was stored by this process: look now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="incident-bot-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def idle(self) -> bool:
+        return self._busy == 0 and not self._wake.is_set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll)
+            self._wake.clear()
+            self._busy += 1
+            try:
+                await self.deliver_due()
+            except StoreUnavailable as exc:
+                log.warning("delivery paused, store unavailable: %s", exc)
+            except Exception:
+                log.exception("delivery failed; trying again on the next poll")
+            finally:
+                self._busy -= 1
+
+    async def deliver_due(self) -> int:
+        """Deliver the outbox of every incident due now; returns how many were looked at."""
+        claims = await self.store.claim_outboxes(self.clock(), self.config.lease)
+        slots = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(claim: OutboxClaim) -> None:
+            async with slots:
+                await self.deliver_incident(claim)
+
+        results = await asyncio.gather(*(one(c) for c in claims), return_exceptions=True)
+        for claim, result in zip(claims, results, strict=True):
+            if isinstance(result, Exception):
+                # Its lease expires and it is looked at again then.
+                log.error("delivery for %s failed: %r", claim.incident_id, result)
+        return len(claims)
+
+    async def deliver_incident(self, claim: OutboxClaim) -> None:
+        token = secrets.token_hex(8)
+        if not await self.store.lock_outbox(claim.incident_id, token, self.config.lease):
+            # Another process is delivering it: look again shortly.
+            await self.store.finish_outbox(claim, self.clock() + timedelta(seconds=1))
+            return
+        try:
+            again = await self._deliver_outbox(claim.incident_id)
+            await self.store.finish_outbox(claim, again)
+        finally:
+            await self.store.unlock_outbox(claim.incident_id, token)
+
+    async def _deliver_outbox(self, incident_id: str) -> datetime | None:
+        """Deliver what is pending; returns when to look again (None: nothing left)."""
+        started = time.monotonic()
+        effects = [e for e in await self.store.outbox(incident_id) if e.pending]
+        blocked: set[Target] = set()
+        retry_in: float | None = None
+        later_refresh = {e.id for e in effects if isinstance(e.work, RefreshHeader)}
+        for effect in effects:
+            if time.monotonic() - started > self.config.budget:
+                return self.clock()
+            target = _target_of(effect)
+            if target in blocked or (Target.INCIDENT in blocked and target is None):
+                continue
+            later_refresh.discard(effect.id)
+            if isinstance(effect.work, RefreshHeader) and later_refresh:
+                await self.store.complete_effect(incident_id, effect.id)  # a later one shows more
+                continue
+            try:
+                incident = await self.store.get_incident(incident_id)
+            except IncidentNotFound:
+                return None
+            step = await self._attempt(incident, effect)
+            if step.result.ok:
+                await self._complete(incident, effect, step.record)
+            elif step.result.retryable:
+                wait = self._backoff(effect, step.result)
+                retry_in = wait if retry_in is None else min(retry_in, wait)
+                await self.store.save_effect(
+                    incident_id, effect.model_copy(update={"attempts": effect.attempts + 1})
+                    if effect.in_doubt_since is None else effect,
+                )
+                blocked.add(target or Target.INCIDENT)
+                if isinstance(effect.work, OpenChannel):
+                    break  # nothing in the incident's channel can go before the channel
+            else:
+                await self._refused(incident, effect, step.result)
+        stale_retry = await self._refresh_stale_checklists(incident_id)
+        if stale_retry is not None:
+            retry_in = stale_retry if retry_in is None else min(retry_in, stale_retry)
+        return None if retry_in is None else self.clock() + timedelta(seconds=retry_in)
+
+    def _backoff(self, effect: Effect, result: Result) -> float:
+        if result.retry_after is not None:
+            return max(result.retry_after, 0.1)
+        wait = self.config.backoff_base * 2 ** max(effect.attempts - 1, 0)
+        return float(min(self.config.backoff_cap, wait))
+
+    async def _complete(self, incident: Incident, effect: Effect, record: Record | None) -> None:
+        if record is None:
+            await self.store.complete_effect(incident.id, effect.id, _delivered_event(effect, self.clock()))
+            return
+
+        def complete(current: Incident) -> Change:
+            change = record(current)
+            change.done_effects.append(effect.id)
+            return change
+
+        await self.store.update_incident(incident.id, complete)
+
+    async def _refused(self, incident: Incident, effect: Effect, result: Result) -> None:
+        error = result.error or "unknown_error"
+        now = self.clock()
+        where = self._describe_target(incident, effect)
+        event = TimelineEvent(
+            at=now, kind=EventKind.DELIVERY_FAILED, text=f"Slack refused {effect.work.kind} {where}: {error}"
+        )
+        failed = effect.model_copy(update={"state": EffectState.FAILED, "error": error})
+        await self.store.save_effect(incident.id, failed, event)
+        log.warning("%s: %s %s refused for good: %s", incident.id, effect.work.kind, where, error)
+        if isinstance(effect.work, Notice):
+            return
+        text = _what_to_do(incident, effect, where, error)
+        notice = Effect(id=f"{effect.id}.notice", work=Notice(user=incident.commander, text=text))
+        await self.store.add_effects(incident.id, [notice], now)
+
+    def _describe_target(self, incident: Incident, effect: Effect) -> str:
+        channel = self._channel(incident, _target_of(effect) or Target.INCIDENT)
+        return f"in <#{channel}>" if channel else ""
+
+    # -- one effect --------------------------------------------------------------------------
+
+    def _channel(self, incident: Incident, target: Target) -> str | None:
+        match target:
+            case Target.INCIDENT:
+                return incident.channel_id
+            case Target.ORIGIN:
+                return incident.origin_channel
+            case Target.STAKEHOLDERS:
+                return self.config.stakeholder_channel
+            case _:
+                assert_never(target)
+
+    async def _attempt(self, incident: Incident, effect: Effect) -> _Step:
+        spec = self.service.severity_spec(incident.severity)
+        work = effect.work
+        now = self.clock()
+        match work:
+            case OpenChannel():
+                return await self._open_channel(incident, effect, work)
+            case InviteDeclarer():
+                if not incident.dedicated_channel or incident.channel_id is None:
+                    return _Step(Result(Outcome.OK))
+                return _Step(await self.slack.invite(incident.channel_id, [incident.declared_by]))
+            case PostHeader():
+                header = incident_blocks.header(incident, spec)
+                step = await self._post(incident, effect, Target.INCIDENT, header)
+                return _recorded(step, lambda current, ts: Change(current.with_header(ts, now)))
+            case RefreshHeader():
+                if incident.channel_id is None or incident.header_ts is None:
+                    return _Step(Result(Outcome.OK))
+                rendered = incident_blocks.header(incident, spec)
+                updated = await self.slack.update_message(incident.channel_id, incident.header_ts, rendered)
+                return _Step(updated)
+            case PostChecklist():
+                return await self._post_checklist(incident, effect, work)
+            case Announce():
+                return await self._announce(incident, effect, work)
+            case PostUpdate():
+                rendered = update_blocks.status_update(incident, spec, work.update)
+                return await self._post(incident, effect, work.target, rendered)
+            case SeverityNote():
+                new_spec = self.service.severity_spec(work.severity)
+                old_spec = self.service.severity_spec(work.previous)
+                rendered = update_blocks.severity_changed(
+                    incident, work.previous, work.severity, old_spec, new_spec, work.by
+                )
+                return await self._post(incident, effect, work.target, rendered)
+            case Resolution():
+                open_items = await self.service.open_verification_items(incident)
+                rendered = update_blocks.resolution(incident, spec, open_items)
+                return await self._post(incident, effect, work.target, rendered)
+            case Reminder():
+                if incident.is_resolved:
+                    return _Step(Result(Outcome.OK))
+                claim = Claim(member=incident.id, due_at=work.due_at, token="", missed=work.missed)
+                rendered = update_blocks.reminder(incident, spec, claim, now if work.late else work.due_at)
+                return await self._post(incident, effect, Target.INCIDENT, rendered)
+            case OverdueNote():
+                if incident.is_resolved:
+                    return _Step(Result(Outcome.OK))
+                rendered = update_blocks.overdue_note(incident, spec, now)
+                return await self._post(incident, effect, Target.STAKEHOLDERS, rendered)
+            case Notice():
+                return _Step(await self._notify(incident, work))
+            case _:
+                assert_never(work)
+
+    async def _post(self, incident: Incident, effect: Effect, target: Target, message: Rendered) -> _Step:
+        """Post once: if an earlier attempt's answer was lost, look for it before posting again."""
+        channel = self._channel(incident, target)
+        if channel is None:
+            if target is Target.STAKEHOLDERS:
+                return _Step(Result(Outcome.OK))  # no stakeholder channel is configured
+            return _Step(Result(Outcome.TRANSIENT, "no_channel_yet"))
+        key = f"{incident.uid}/{effect.id}"
+        if effect.in_doubt_since is not None:
+            found = await self.slack.find_posted(channel, key, effect.in_doubt_since)
+            if found.ok and "ts" in found.data:
+                log.info("%s: %s was posted before its answer was lost", incident.id, effect.id)
+                return _Step(found)
+            if not found.ok:
+                log.warning("%s: can't check whether %s was posted (%s)", incident.id, effect.id, found.error)
+                if found.retryable:
+                    return _Step(found)
+        # Recorded before the call: if no answer comes (or this process dies), the next attempt
+        # knows to look before posting again.
+        await self.store.save_effect(
+            incident.id,
+            effect.model_copy(update={"attempts": effect.attempts + 1, "in_doubt_since": self.clock()}),
+        )
+        return _Step(await self.slack.post(channel, message, key))
+
+    async def _post_checklist(self, incident: Incident, effect: Effect, work: PostChecklist) -> _Step:
+        draft = ChecklistMessage(
+            channel=incident.channel_id or "",
+            ts="",
+            incident_uid=incident.uid,
+            phase=work.phase,
+            part=work.part,
+            sections=work.sections,
+        )
+        rendered = checklist_message(MessageState(incident_id=incident.id, message=draft, ticks={}, rev=0))
+        # Item ids carry the incident's unique id, so clicks on it reach only this incident.
+        step = await self._post(incident, effect, Target.INCIDENT, rendered)
+        if not step.result.ok:
+            return step
+        ts = str(step.result.data["ts"])
+        message = draft.model_copy(update={"ts": ts, "channel": incident.channel_id or ""})
+        count = len(message.item_ids())
+        event = TimelineEvent(
+            at=self.clock(),
+            kind=EventKind.CHECKLIST_POSTED,
+            text=f"Posted the {work.phase.value} checklist ({count} items)",
+        )
+        now = self.clock()
+
+        def record(current: Incident) -> Change:
+            after = current.with_verification(ts, now) if work.phase is Phase.VERIFY else current
+            return Change(after, [event], checklist=message)
+
+        return _Step(step.result, record)
+
+    async def _announce(self, incident: Incident, effect: Effect, work: Announce) -> _Step:
+        rendered = incident_blocks.announcement(
+            incident, self.service.severity_spec(incident.severity), incident.channel_note
+        )
+        step = await self._post(incident, effect, work.target, rendered)
+        if step.result.error in NOT_THERE and work.response_url:
+            # The bot can't post where /incident was typed (a DM, a private channel): answer there
+            # through the command's response_url instead.
+            return _Step(await self.slack.respond(work.response_url, rendered))
+        return step
+
+    async def _notify(self, incident: Incident, work: Notice) -> Result:
+        result = Result(Outcome.REFUSED, "no_channel")
+        for channel in dict.fromkeys(c for c in (incident.channel_id, incident.origin_channel) if c):
+            result = await self.slack.post_ephemeral(channel, work.user, work.text)
+            if result.ok or result.retryable:
+                return result
+        return result
+
+    async def _open_channel(self, incident: Incident, effect: Effect, work: OpenChannel) -> _Step:
+        now = self.clock()
+        if incident.channel_id is not None:
+            return _Step(Result(Outcome.OK))
+        if not work.create:
+            note = "Running in the channel it was declared in: channel creation is switched off."
+            return await self._borrow_origin(incident, note)
+        name = channel_name(self.config.channel_prefix, incident.number, incident.title)
+        if effect.in_doubt_since is not None:
+            found = await self.slack.find_created_channel(name, effect.in_doubt_since)
+            if not found.ok:
+                return _Step(found) if found.retryable else _Step(Result(Outcome.TRANSIENT, found.error))
+            if "channel" in found.data:
+                return await self._attach_created(incident, found.data["channel"])
+        await self.store.save_effect(
+            incident.id, effect.model_copy(update={"attempts": effect.attempts + 1, "in_doubt_since": now})
+        )
+        created = await self.slack.create_channel(name)
+        if created.ok:
+            return await self._attach_created(incident, created.data["channel"])
+        if created.retryable:
+            return _Step(created)
+        reason = CHANNEL_REFUSALS.get(created.error or "", f"Slack refused ({created.error})")
+        return await self._borrow_origin(
+            incident, f"Running in the channel it was declared in: {reason} to create a channel."
+        )
+
+    async def _attach_created(self, incident: Incident, channel: dict[str, object]) -> _Step:
+        channel_id, name = str(channel["id"]), str(channel["name"])
+        await self.store.index_channel(channel_id, incident.id)
+        event = TimelineEvent(at=self.clock(), kind=EventKind.CHANNEL, text=f"Opened #{name}")
+        return _Step(Result(Outcome.OK), _attach(channel_id, name, True, event))
+
+    async def _borrow_origin(self, incident: Incident, note: str) -> _Step:
+        holder = await self.store.claim_channel(incident.origin_channel, incident.id)
+        if holder is not None:
+            log.warning("%s: no channel of its own, and its origin runs %s", incident.id, holder)
+            return _Step(Result(Outcome.REFUSED, "channel_taken"))
+        event = TimelineEvent(at=self.clock(), kind=EventKind.CHANNEL, text=note)
+        return _Step(Result(Outcome.OK), _attach(incident.origin_channel, None, False, event, note))
+
+    # -- checklist messages ------------------------------------------------------------------
+
+    async def _refresh_stale_checklists(self, incident_id: str) -> float | None:
+        """Re-render checklist messages whose newest state Slack has not accepted; returns when
+        to try again if Slack failed."""
+        retry_in: float | None = None
+        for ts in await self.store.stale_messages(incident_id):
+            try:
+                state = await self.store.message_state(incident_id, ts)
+            except NotAChecklistItem:
+                continue
+            result = await self.slack.update_message(state.message.channel, ts, checklist_message(state))
+            if result.ok or not result.retryable:
+                if not result.ok:
+                    log.warning("%s: checklist %s can't be re-rendered: %s", incident_id, ts, result.error)
+                await self.store.mark_shown(incident_id, ts, state.rev)
+            else:
+                wait = result.retry_after or self.config.backoff_base
+                retry_in = wait if retry_in is None else min(retry_in, wait)
+        return retry_in
+
+
+def _target_of(effect: Effect) -> Target | None:
+    work = effect.work
+    match work:
+        case Announce() | PostUpdate() | SeverityNote() | Resolution():
+            return work.target
+        case OverdueNote():
+            return Target.STAKEHOLDERS
+        case Notice() | OpenChannel():
+            return None
+        case InviteDeclarer() | PostHeader() | RefreshHeader() | PostChecklist() | Reminder():
+            return Target.INCIDENT
+        case _:
+            assert_never(work)
+
+
+def _recorded(step: _Step, record: Callable[[Incident, str], Change]) -> _Step:
+    """The step, recording the ts of the message Slack accepted."""
+    if not step.result.ok:
+        return step
+    ts = str(step.result.data["ts"])
+    return _Step(step.result, lambda current: record(current, ts))
+
+
+def _attach(
+    channel_id: str, name: str | None, dedicated: bool, event: TimelineEvent, note: str | None = None
+) -> Record:
+    def record(current: Incident) -> Change:
+        if current.channel_id is not None:
+            return Change(current)
+        return Change(current.in_channel(channel_id, name, dedicated, event.at, note), [event])
+
+    return record
+
+
+def _delivered_event(effect: Effect, now: datetime) -> TimelineEvent | None:
+    work = effect.work
+    if isinstance(work, Reminder):
+        text = f"Reminder {work.missed}: update overdue"
+        if work.late:
+            text += f" (delivered {int((now - work.due_at).total_seconds())}s late)"
+        return TimelineEvent(at=now, kind=EventKind.REMINDER, text=text)
+    return None
+
+
+def _what_to_do(incident: Incident, effect: Effect, where: str, error: str) -> str:
+    what = {
+        "not_in_channel": "invite me there (`/invite @incident-bot`)",
+        "channel_not_found": "invite me there (`/invite @incident-bot`), or check the channel still exists",
+        "is_archived": "unarchive the channel, or ask an admin to point me at another one",
+        "missing_scope": "reinstall the app from its manifest so it has the permissions it needs",
+        "channel_taken": "resolve the incident already running there, or declare from another channel",
+    }.get(error, "an admin can find the details in the bot's log")
+    return (
+        f":warning: *{incident.id}*: Slack refused my {effect.work.kind.replace('_', ' ')} {where} "
+        f"(`{error}`). To fix it, {what}."
+    )
+
+
+async def deliver_digest(
+    service: IncidentService, slack: SlackGateway, stakeholder_channel: str | None, claim: Claim
+) -> None:
+    """Post the managers' digest once and confirm it only when Slack accepted it; a claim whose
+    lease expired (its earlier delivery may have posted) is looked for first."""
+    if not stakeholder_channel:
+        await service.digest_sent(claim)
+        return
+    now = service.clock()
+    key = f"digest/{claim.token}"
+    if claim.is_late(now):
+        found = await slack.find_posted(stakeholder_channel, key, claim.due_at)
+        if found.ok and "ts" in found.data:
+            await service.digest_sent(claim)
+            return
+    incidents = await service.open_incidents()
+    pairs = [(i, service.severity_spec(i.severity)) for i in incidents]
+    result = await slack.post(stakeholder_channel, update_blocks.digest(pairs, now), key)
+    if result.ok or not result.retryable:
+        await service.digest_sent(claim)  # a refusal is logged by the gateway; retrying won't help

@@ -1,0 +1,148 @@
+"""The Slack work that a change of an incident implies, stored with the change.
+
+Each change writes its effects in the same atomic write as the incident (`IncidentStore`), and a
+delivery loop (`bot.delivery`) performs them in order, retries what failed for a passing reason,
+and records what Slack refused for good. An effect's id orders it within its incident and names it
+in the message metadata, so a post whose answer was lost is found instead of posted twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.models import ChecklistSection, Phase, Severity, StatusUpdate
+
+
+class Target(StrEnum):
+    """Where a message goes: resolved at delivery, since the incident's channel may not exist yet."""
+
+    INCIDENT = "incident"
+    ORIGIN = "origin"  # where /incident was typed
+    STAKEHOLDERS = "stakeholders"
+
+
+class _Work(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class OpenChannel(_Work):
+    kind: Literal["open_channel"] = "open_channel"
+    create: bool  # False: run in the channel it was declared in (channel creation is off)
+
+
+class InviteDeclarer(_Work):
+    kind: Literal["invite"] = "invite"
+
+
+class PostHeader(_Work):
+    kind: Literal["header"] = "header"
+
+
+class RefreshHeader(_Work):
+    kind: Literal["refresh_header"] = "refresh_header"
+
+
+class PostChecklist(_Work):
+    kind: Literal["checklist"] = "checklist"
+    phase: Phase
+    part: int
+    sections: tuple[ChecklistSection, ...]
+
+
+class Announce(_Work):
+    """The declaration, with a link to the incident's channel."""
+
+    kind: Literal["announce"] = "announce"
+    target: Target
+    response_url: str | None = None  # the slash command's, for an origin the bot cannot post in
+
+
+class PostUpdate(_Work):
+    kind: Literal["update"] = "update"
+    target: Target
+    update: StatusUpdate
+
+
+class SeverityNote(_Work):
+    kind: Literal["severity"] = "severity"
+    target: Target
+    previous: Severity
+    severity: Severity
+    by: str
+
+
+class Resolution(_Work):
+    kind: Literal["resolution"] = "resolution"
+    target: Target
+
+
+class Reminder(_Work):
+    kind: Literal["reminder"] = "reminder"
+    missed: int
+    due_at: datetime
+    late: bool
+
+
+class OverdueNote(_Work):
+    kind: Literal["overdue"] = "overdue"
+    missed: int
+
+
+class Notice(_Work):
+    """Something one person must know (a refusal and what to do about it), told to them alone."""
+
+    kind: Literal["notice"] = "notice"
+    user: str
+    text: str
+
+
+Work = Annotated[
+    OpenChannel
+    | InviteDeclarer
+    | PostHeader
+    | RefreshHeader
+    | PostChecklist
+    | Announce
+    | PostUpdate
+    | SeverityNote
+    | Resolution
+    | Reminder
+    | OverdueNote
+    | Notice,
+    Field(discriminator="kind"),
+]
+
+
+class EffectState(StrEnum):
+    PENDING = "pending"
+    FAILED = "failed"  # refused for good; on the timeline, and told to whom it concerns
+
+
+class Effect(BaseModel):
+    id: str  # `<revision>.<index>.<kind>`: sorts in the order the changes were made
+    work: Work
+    state: EffectState = EffectState.PENDING
+    attempts: int = 0
+    in_doubt_since: datetime | None = None  # an attempt started then and its answer never came
+    error: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.state is EffectState.PENDING
+
+
+def effects_for(revision: int, works: list[Work]) -> list[Effect]:
+    """Effects for the works one change implies, in the order given."""
+    return [Effect(id=f"{revision:07d}.{i:02d}.{w.kind}", work=w) for i, w in enumerate(works)]
+
+
+def reminder_effects(revision: int, token: str, works: list[Work]) -> list[Effect]:
+    """Effects of a reminder claim: the claim's token names them, so queuing them again for the
+    same claim (after a crash before it was confirmed) adds nothing."""
+    return [
+        Effect(id=f"{revision:07d}.r{token}.{i:02d}.{w.kind}", work=w) for i, w in enumerate(works)
+    ]

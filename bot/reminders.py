@@ -1,0 +1,42 @@
+"""Due reminders and the managers' digest, polled from the shared schedule by every process.
+
+A due reminder is queued into its incident's outbox (with the managers' overdue note at the second
+one) and confirmed; the delivery loop posts it. The digest is posted here, confirmed only once
+Slack accepted it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.delivery import deliver_digest
+from bot.errors import StoreUnavailable
+from bot.service import IncidentService
+from bot.slack_gateway import SlackGateway
+
+log = logging.getLogger(__name__)
+
+
+async def deliver_due(
+    service: IncidentService,
+    slack: SlackGateway,
+    stakeholder_channel: str | None,
+    wake: Callable[[], None],
+) -> int:
+    """Queue every reminder and post every digest due and claimed by this process."""
+    try:
+        due = await service.claim_due()
+    except StoreUnavailable as exc:
+        log.warning("reminders not checked, store unavailable: %s", exc)
+        return 0
+    for reminder in due.reminders:
+        # Not confirmed on failure, so its lease expires and it is queued again then.
+        try:
+            await service.queue_reminder(reminder)
+        except StoreUnavailable as exc:
+            log.warning("reminder for %s not queued: %s", reminder.incident.id, exc)
+    if due.reminders:
+        wake()
+    for claim in due.digests:
+        await deliver_digest(service, slack, stakeholder_channel, claim)
+    return len(due.reminders) + len(due.digests)

@@ -1,0 +1,235 @@
+"""Every Web API call the bot makes, in one place. A call never raises: it returns a `Result`
+that says whether Slack did the work, refused it for good, or may have done it (or not) and is
+worth trying again later."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.blocks import Rendered
+from bot.naming import channel_name_candidates
+
+log = logging.getLogger(__name__)
+
+# Slack errors that pass: try again later. Everything else Slack answers is a refusal.
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+# The metadata event type that carries an effect's id on every message the bot posts.
+EFFECT_EVENT = "incident_bot_effect"
+HISTORY_PAGE = 200
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    TRANSIENT = "transient"  # try again later; Slack may or may not have done it
+    REFUSED = "refused"  # Slack will not do it; retrying changes nothing
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    error: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    retry_after: float | None = None  # seconds, when Slack said how long to wait
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome is Outcome.TRANSIENT
+
+
+def _status_and_body(response: object) -> tuple[int, object, Any]:
+    """(HTTP status, body, headers) of whatever slack_sdk attached to its error."""
+    if isinstance(response, AsyncSlackResponse):
+        return response.status_code, response.data, response.headers
+    status = getattr(response, "status", 0)
+    return int(status) if isinstance(status, int) else 0, None, getattr(response, "headers", {})
+
+
+def classify_error(exc: SlackApiError) -> Result:
+    status, body, headers = _status_and_body(exc.response)
+    error = body.get("error") if isinstance(body, dict) else None
+    retry_after: float | None = None
+    try:
+        retry_after = float(headers.get("Retry-After")) if headers and headers.get("Retry-After") else None
+    except (TypeError, ValueError):
+        retry_after = None
+    if not isinstance(error, str):
+        error = f"http_{status}" if status else "unreadable_response"
+    transient = error in TRANSIENT_ERRORS or status >= 500 or status in (408, 429) or not status
+    return Result(Outcome.TRANSIENT if transient else Outcome.REFUSED, error, retry_after=retry_after)
+
+
+class SlackGateway:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._bot_user: str | None = None
+
+    async def _call(self, method: str, request: Awaitable[AsyncSlackResponse]) -> Result:
+        try:
+            response = await request
+        except SlackApiError as exc:
+            result = classify_error(exc)
+            log.warning("Slack API %s failed: %s (%s)", method, result.error, result.outcome.value)
+            return result
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            log.warning("Slack API %s failed: %s", method, str(exc) or type(exc).__name__)
+            return Result(Outcome.TRANSIENT, "connection_error")
+        data = dict(response.data) if isinstance(response.data, dict) else {}
+        return Result(Outcome.OK, data=data)
+
+    async def post(self, channel: str, message: Rendered, effect_key: str | None = None) -> Result:
+        """chat.postMessage; `effect_key` goes into the message's metadata, so `find_posted`
+        can tell later whether a post whose answer was lost went through."""
+        metadata = (
+            {"event_type": EFFECT_EVENT, "event_payload": {"effect": effect_key}} if effect_key else None
+        )
+        return await self._call(
+            "chat.postMessage",
+            self.client.chat_postMessage(
+                channel=channel,
+                text=message.text,
+                blocks=message.block_dicts(),
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata=metadata,
+            ),
+        )
+
+    async def post_message(self, channel: str, message: Rendered) -> str | None:
+        """Post to a channel; returns the message ts, or None when it failed."""
+        result = await self.post(channel, message)
+        return str(result.data["ts"]) if result.ok else None
+
+    async def find_posted(self, channel: str, effect_key: str, since: datetime) -> Result:
+        """Look for a message the bot posted with `effect_key` in its metadata since `since`.
+
+        OK with `data["ts"]` when found, OK with empty data when surely not there, else why not."""
+        cursor: str | None = None
+        for _ in range(5):  # 1,000 messages since the attempt is more than any incident channel sees
+            result = await self._call(
+                "conversations.history",
+                self.client.conversations_history(
+                    channel=channel,
+                    oldest=f"{since.timestamp() - 5:.6f}",
+                    limit=HISTORY_PAGE,
+                    include_all_metadata=True,
+                    cursor=cursor,
+                ),
+            )
+            if not result.ok:
+                return result
+            for message in result.data.get("messages", []):
+                meta = message.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") == EFFECT_EVENT and payload.get("effect") == effect_key:
+                    return Result(Outcome.OK, data={"ts": message["ts"]})
+            cursor = (result.data.get("response_metadata") or {}).get("next_cursor") or None
+            if not result.data.get("has_more") or not cursor:
+                break
+        return Result(Outcome.OK)
+
+    async def update_message(self, channel: str, ts: str, message: Rendered) -> Result:
+        return await self._call(
+            "chat.update",
+            self.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.block_dicts()),
+        )
+
+    async def post_ephemeral(self, channel: str, user: str, text: str) -> Result:
+        return await self._call(
+            "chat.postEphemeral",
+            self.client.chat_postEphemeral(channel=channel, user=user, text=text),
+        )
+
+    async def respond(self, response_url: str, message: Rendered) -> Result:
+        """Post through a slash command's response_url (valid 30 minutes, 5 times)."""
+        session = self.client.session
+        body = {"text": message.text, "blocks": message.block_dicts(), "response_type": "in_channel"}
+        try:
+            if session is None:
+                async with aiohttp.ClientSession() as own:
+                    return await self._respond(own, response_url, body)
+            return await self._respond(session, response_url, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("response_url failed: %s", str(exc) or type(exc).__name__)
+            return Result(Outcome.TRANSIENT, "connection_error")
+
+    async def _respond(self, session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Result:
+        headers = {"Content-Type": "application/json"}
+        async with session.post(url, data=json.dumps(body), headers=headers) as r:
+            if r.status == 200:
+                return Result(Outcome.OK)
+            outcome = Outcome.TRANSIENT if r.status >= 500 else Outcome.REFUSED
+            return Result(outcome, f"http_{r.status}")
+
+    async def open_view(self, trigger_id: str, view: View) -> bool:
+        result = await self._call("views.open", self.client.views_open(trigger_id=trigger_id, view=view))
+        return result.ok
+
+    async def bot_user(self) -> str | None:
+        if self._bot_user is None:
+            result = await self._call("auth.test", self.client.auth_test())
+            if result.ok:
+                self._bot_user = str(result.data.get("user_id") or "") or None
+        return self._bot_user
+
+    async def create_channel(self, name: str) -> Result:
+        """Create a public channel, trying other names while Slack answers `name_taken`."""
+        result = Result(Outcome.REFUSED, "no_name")
+        for candidate in channel_name_candidates(name):
+            result = await self._call(
+                "conversations.create", self.client.conversations_create(name=candidate)
+            )
+            if result.ok or result.error != "name_taken":
+                break
+        return result
+
+    async def find_created_channel(self, name: str, since: datetime) -> Result:
+        """A channel the bot created since `since` under `name` or one of its variants: the
+        channel of an earlier conversations.create whose answer was lost."""
+        names = set(channel_name_candidates(name))
+        me = await self.bot_user()
+        cursor: str | None = None
+        for _ in range(20):
+            result = await self._call(
+                "conversations.list",
+                self.client.conversations_list(
+                    types="public_channel", exclude_archived=True, limit=1000, cursor=cursor
+                ),
+            )
+            if not result.ok:
+                return result
+            for channel in result.data.get("channels", []):
+                mine = me is None or channel.get("creator") == me
+                recent = float(channel.get("created") or 0) >= since.timestamp() - 60
+                if channel.get("name") in names and mine and recent:
+                    return Result(Outcome.OK, data={"channel": channel})
+            cursor = (result.data.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return Result(Outcome.OK)
+
+    async def invite(self, channel: str, users: list[str]) -> Result:
+        result = await self._call(
+            "conversations.invite",
+            self.client.conversations_invite(channel=channel, users=",".join(users)),
+        )
+        if result.error in ("already_in_channel", "cant_invite_self"):
+            return Result(Outcome.OK)
+        return result
