@@ -7,6 +7,7 @@
 
 Each fault answers the next `times` calls of its method (only those whose arguments satisfy
 `match`, when given) and then disarms itself; `times=None` keeps it armed until `clear()`.
+`match` is asked about every call of the method, in arrival order, while the fault is armed.
 Faults are taken under a lock, so each call consumes at most one fault and concurrent calls
 never both consume the last use of one. Faults of one method fire in the order they were armed.
 """
