@@ -64,7 +64,6 @@ class IncidentBot:
         if not self.settings.slack_signing_secret:
             raise ValueError("serving HTTP needs SLACK_SIGNING_SECRET to verify Slack's requests")
         slack_handler = AsyncSlackRequestHandler(self.bolt)
-        install_error_handler(self.bolt)
 
         async def events(scope: Scope, receive: Receive, send: Send) -> None:
             response = await slack_handler.handle(Request(scope, receive))
@@ -155,7 +154,12 @@ def create_app(
     # No retry handlers in the client: the delivery loop retries with backoff (honouring
     # Retry-After) without holding anything up, and knows when an answer was lost.
     client = AsyncWebClient(
-        token=settings.slack_bot_token or None, base_url=settings.api_base_url, timeout=int(slack_timeout)
+        token=settings.slack_bot_token or None,
+        base_url=settings.api_base_url,
+        timeout=int(slack_timeout),
+        # slack_sdk's default handler re-sends a call whose connection dropped: a post whose
+        # answer was lost would be posted twice.
+        retry_handlers=[],
     )
     client.timeout = slack_timeout  # type: ignore[assignment]  # aiohttp takes fractions of seconds
     bolt = AsyncApp(
@@ -183,6 +187,7 @@ def create_app(
         create_channels=settings.create_channels,
     )
     install(bolt, deps)
+    install_error_handler(bolt)
     handlers.register(bolt)
     reminder_clock = ReminderClock(
         lambda: deliver_due(service, slack, stakeholders, outbox.wake), poll_seconds=reminder_poll

@@ -66,7 +66,9 @@ class DeliveryConfig:
     stakeholder_channel: str | None = None
     create_channels: bool = True
     channel_prefix: str = "inc"
-    lease: float = 30.0  # how long a claimed incident is this process's before another may take it
+    lease: float = 5.0  # how long a claimed incident waits before another process looks at it
+    lock: float = 30.0  # the longest one process may deliver an incident without renewing
+    heartbeat: float = 5.0  # a process silent this long is dead: its locks may be taken over
     budget: float = 15.0  # stop starting new effects of one incident after this long
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
@@ -84,6 +86,7 @@ class _Step:
 
     result: Result
     record: Record | None = None
+    attempt_saved: bool = False  # the attempt was recorded (in doubt) before the call
 
 
 class Delivery:
@@ -102,6 +105,8 @@ class Delivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._busy = 0
+        self.owner = secrets.token_hex(8)  # this process, in the locks it holds
+        self._beaten_at = 0.0
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -139,8 +144,15 @@ class Delivery:
             finally:
                 self._busy -= 1
 
+    async def _beat(self) -> None:
+        """Tell the other processes this one is alive, a few times per heartbeat period."""
+        if time.monotonic() - self._beaten_at >= self.config.heartbeat / 4:
+            await self.store.heartbeat(self.owner, self.config.heartbeat)
+            self._beaten_at = time.monotonic()
+
     async def deliver_due(self) -> int:
         """Deliver the outbox of every incident due now; returns how many were looked at."""
+        await self._beat()
         claims = await self.store.claim_outboxes(self.clock(), self.config.lease)
         slots = asyncio.Semaphore(self.config.concurrency)
 
@@ -156,8 +168,8 @@ class Delivery:
         return len(claims)
 
     async def deliver_incident(self, claim: OutboxClaim) -> None:
-        token = secrets.token_hex(8)
-        if not await self.store.lock_outbox(claim.incident_id, token, self.config.lease):
+        token = self.owner
+        if not await self.store.lock_outbox(claim.incident_id, token, self.config.lock):
             # Another process is delivering it: look again shortly.
             await self.store.finish_outbox(claim, self.clock() + timedelta(seconds=1))
             return
@@ -194,10 +206,9 @@ class Delivery:
             elif step.result.retryable:
                 wait = self._backoff(effect, step.result)
                 retry_in = wait if retry_in is None else min(retry_in, wait)
-                await self.store.save_effect(
-                    incident_id, effect.model_copy(update={"attempts": effect.attempts + 1})
-                    if effect.in_doubt_since is None else effect,
-                )
+                if not step.attempt_saved:
+                    attempted = effect.model_copy(update={"attempts": effect.attempts + 1})
+                    await self.store.save_effect(incident_id, attempted)
                 blocked.add(target or Target.INCIDENT)
                 if isinstance(effect.work, OpenChannel):
                     break  # nothing in the incident's channel can go before the channel
@@ -323,7 +334,9 @@ class Delivery:
             return _Step(Result(Outcome.TRANSIENT, "no_channel_yet"))
         key = f"{incident.uid}/{effect.id}"
         if effect.in_doubt_since is not None:
-            found = await self.slack.find_posted(channel, key, effect.in_doubt_since)
+            found = await self.slack.find_posted(
+                channel, key, effect.in_doubt_since, join=target is not Target.INCIDENT
+            )
             if found.ok and "ts" in found.data:
                 log.info("%s: %s was posted before its answer was lost", incident.id, effect.id)
                 return _Step(found)
@@ -333,11 +346,14 @@ class Delivery:
                     return _Step(found)
         # Recorded before the call: if no answer comes (or this process dies), the next attempt
         # knows to look before posting again.
-        await self.store.save_effect(
-            incident.id,
-            effect.model_copy(update={"attempts": effect.attempts + 1, "in_doubt_since": self.clock()}),
-        )
-        return _Step(await self.slack.post(channel, message, key))
+        await self._in_doubt(incident, effect)
+        return _Step(await self.slack.post(channel, message, key), attempt_saved=True)
+
+    async def _in_doubt(self, incident: Incident, effect: Effect) -> None:
+        """Record an attempt before making it; the first one's time bounds the later look-ups."""
+        since = effect.in_doubt_since or self.clock()
+        attempted = effect.model_copy(update={"attempts": effect.attempts + 1, "in_doubt_since": since})
+        await self.store.save_effect(incident.id, attempted)
 
     async def _post_checklist(self, incident: Incident, effect: Effect, work: PostChecklist) -> _Step:
         draft = ChecklistMessage(
@@ -389,7 +405,6 @@ class Delivery:
         return result
 
     async def _open_channel(self, incident: Incident, effect: Effect, work: OpenChannel) -> _Step:
-        now = self.clock()
         if incident.channel_id is not None:
             return _Step(Result(Outcome.OK))
         if not work.create:
@@ -402,14 +417,12 @@ class Delivery:
                 return _Step(found) if found.retryable else _Step(Result(Outcome.TRANSIENT, found.error))
             if "channel" in found.data:
                 return await self._attach_created(incident, found.data["channel"])
-        await self.store.save_effect(
-            incident.id, effect.model_copy(update={"attempts": effect.attempts + 1, "in_doubt_since": now})
-        )
+        await self._in_doubt(incident, effect)
         created = await self.slack.create_channel(name)
         if created.ok:
             return await self._attach_created(incident, created.data["channel"])
         if created.retryable:
-            return _Step(created)
+            return _Step(created, attempt_saved=True)
         reason = CHANNEL_REFUSALS.get(created.error or "", f"Slack refused ({created.error})")
         return await self._borrow_origin(
             incident, f"Running in the channel it was declared in: {reason} to create a channel."
@@ -520,7 +533,7 @@ async def deliver_digest(
     now = service.clock()
     key = f"digest/{claim.token}"
     if claim.is_late(now):
-        found = await slack.find_posted(stakeholder_channel, key, claim.due_at)
+        found = await slack.find_posted(stakeholder_channel, key, claim.due_at, join=True)
         if found.ok and "ts" in found.data:
             await service.digest_sent(claim)
             return

@@ -77,3 +77,9 @@ OUTBOX_DUE = "outbox:{delivery}:due"  # ZSET incident id -> when to look (unix s
 def declare_request(request_id: str) -> str:
     """STRING: the incident a declaring request created, so a retried request creates none."""
     return f"request:{{{request_id}}}:declared"
+
+
+def process_alive(owner: str) -> str:
+    """STRING with a short expiry, renewed by a running bot process: while it exists, the outbox
+    locks that process holds are honoured; once it expires (the process died), they may be taken."""
+    return f"process:{{{owner}}}:alive"

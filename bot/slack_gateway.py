@@ -117,10 +117,19 @@ class SlackGateway:
         result = await self.post(channel, message)
         return str(result.data["ts"]) if result.ok else None
 
-    async def find_posted(self, channel: str, effect_key: str, since: datetime) -> Result:
+    async def find_posted(
+        self, channel: str, effect_key: str, since: datetime, *, join: bool = False
+    ) -> Result:
         """Look for a message the bot posted with `effect_key` in its metadata since `since`.
 
-        OK with `data["ts"]` when found, OK with empty data when surely not there, else why not."""
+        OK with `data["ts"]` when found, OK with empty data when surely not there, else why not.
+        `join`: the bot may post there through chat:write.public without being a member, and
+        reading the history of a channel needs membership, so join it first."""
+        if join:
+            await self._call("conversations.join", self.client.conversations_join(channel=channel))
+        return await self._find_posted(channel, effect_key, since)
+
+    async def _find_posted(self, channel: str, effect_key: str, since: datetime) -> Result:
         cursor: str | None = None
         for _ in range(5):  # 1,000 messages since the attempt is more than any incident channel sees
             result = await self._call(

@@ -106,6 +106,12 @@ else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
 return 1
 """
 
+_TAKE_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -186,6 +192,7 @@ class IncidentStore:
         self._claim_outbox = redis.register_script(_CLAIM_OUTBOX)
         self._finish_outbox = redis.register_script(_FINISH_OUTBOX)
         self._unlock = redis.register_script(_UNLOCK)
+        self._take_lock = redis.register_script(_TAKE_LOCK)
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._replace_holder = redis.register_script(_REPLACE_HOLDER)
 
@@ -512,9 +519,14 @@ class IncidentStore:
         await self.redis.zadd(keys.OUTBOX_DUE, {incident_id: at.timestamp()})
 
     @translate_errors
+    async def outbox_due(self, now: datetime) -> int:
+        """How many incidents have Slack work due now or earlier."""
+        return int(await self.redis.zcount(keys.OUTBOX_DUE, "-inf", now.timestamp()))
+
+    @translate_errors
     async def undelivered(self, now: datetime) -> int:
         """How many incidents have Slack work due now, or pending work waiting for a retry."""
-        due = int(await self.redis.zcount(keys.OUTBOX_DUE, "-inf", now.timestamp()))
+        due = await self.outbox_due(now)
         waiting = 0
         for incident_id in await self.redis.zrange(keys.OUTBOX_DUE, 0, -1):
             if any(e.pending for e in await self.outbox(str(incident_id))):
@@ -536,10 +548,23 @@ class IncidentStore:
         )
 
     @translate_errors
-    async def lock_outbox(self, incident_id: str, token: str, seconds: float) -> bool:
-        return bool(
-            await self.redis.set(keys.delivery_lock(incident_id), token, nx=True, px=int(seconds * 1000))
-        )
+    async def heartbeat(self, owner: str, seconds: float) -> None:
+        await self.redis.set(keys.process_alive(owner), "1", px=int(seconds * 1000))
+
+    @translate_errors
+    async def lock_outbox(self, incident_id: str, owner: str, seconds: float) -> bool:
+        """Lock an incident's outbox for `owner`; a lock whose owner stopped beating is taken over."""
+        key = keys.delivery_lock(incident_id)
+        ttl = int(seconds * 1000)
+        if await self.redis.set(key, owner, nx=True, px=ttl):
+            return True
+        holder = await self.redis.get(key)
+        if holder is None or holder == owner:
+            return bool(await self.redis.set(key, owner, nx=holder is None, px=ttl))
+        if await self.redis.exists(keys.process_alive(str(holder))):
+            return False
+        log.warning("taking over the delivery of %s from %s, which stopped", incident_id, holder)
+        return bool(await self._take_lock(keys=[key], args=[holder, owner, ttl]))
 
     @translate_errors
     async def unlock_outbox(self, incident_id: str, token: str) -> None:

@@ -38,6 +38,9 @@ FAULTS: dict[str, Inject] = {
     "internal_error": lambda s, m, n: s.faults.error(m, "internal_error", match=_nth(n)) and None,
     "429": lambda s, m, n: s.faults.error(m, "ratelimited", status=429, retry_after=1, match=_nth(n))
     and None,
+    "hang-done": lambda s, m, n: s.faults.hang(m, 1.0, applied=True, match=_nth(n)) and None,
+    "dropped-done": lambda s, m, n: s.faults.close_connection(m, applied=True, match=_nth(n)) and None,
+    "dropped-not-done": lambda s, m, n: s.faults.close_connection(m, match=_nth(n)) and None,
     "hang-not-done": lambda s, m, n: s.faults.hang(m, 1.0, applied=False, match=_nth(n)) and None,
 }
 
@@ -133,7 +136,7 @@ async def test_declare_converges_after_one_fault(
             assert len(slack.calls("conversations.create")) - faulted <= 1
 
 
-@pytest.mark.parametrize("fault", ["500-html", "hang-not-done", "429"])
+@pytest.mark.parametrize("fault", ["500-html", "hang-done", "hang-not-done", "429"])
 @pytest.mark.parametrize("nth", [5, 6, 7, 8, 9, 10], ids=lambda n: f"post#{n}")
 async def test_update_severity_and_resolve_converge_after_one_fault(
     fault: str, nth: int, baseline: dict[str, list[str]]

@@ -260,10 +260,10 @@ async def test_missing_scope_names_what_is_needed(clock: FakeClock) -> None:
 
 
 @pytest.mark.asyncio
-async def test_conversations_join_needs_a_scope_the_bot_does_not_ask_for(
-    client: AsyncWebClient,
-) -> None:
-    body = await refused(client.conversations_join(channel="C0MANAGERS"))
+async def test_conversations_join_needs_its_scope() -> None:
+    async with SlackStandIn(scopes=DEFAULT_BOT_SCOPES - {"channels:join"}) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
+        body = await refused(client.conversations_join(channel="C0MANAGERS"))
 
     assert body["error"] == "missing_scope"
     assert body["needed"] == "channels:join"

@@ -51,6 +51,7 @@ DEFAULT_BOT_SCOPES = frozenset(
         "channels:manage",
         "channels:history",
         "channels:read",
+        "channels:join",
     }
 )
 CONNECTIONS_OPEN = "apps.connections.open"
