@@ -281,11 +281,14 @@ class IncidentService:
             incident, applied = await self.store.update_incident(incident_id, change)
         except IncidentNotFound as exc:
             raise StaleReference(incident_id) from exc
+        # Follow-ups come from the stored incident, so they run again harmlessly when this call
+        # is the retry of a write whose answer was lost (and then `applied` is False).
+        stored = incident.last_update or update
         if incident.is_resolved:
             await self._close(incident)
-        elif applied:
-            await self.schedule.schedule(incident.id, update.next_due, update.next_update)
-        return UpdateOutcome(incident=incident, update=incident.last_update or update, applied=applied)
+        elif incident.next_update_due is not None:
+            await self.schedule.schedule(incident.id, incident.next_update_due, stored.next_update)
+        return UpdateOutcome(incident=incident, update=stored, applied=applied)
 
     async def resolve(self, incident_id: str, by: str, request_id: str) -> tuple[Incident, bool]:
         now = self.clock()
@@ -340,9 +343,9 @@ class IncidentService:
             return Change(changed, [event], works)
 
         incident, applied = await self.store.update_incident(incident_id, change)
-        if applied:
-            assert incident.next_update_due is not None
-            await self.schedule.schedule(incident.id, incident.next_update_due, spec.update_every)
+        if incident.next_update_due is not None and not incident.is_resolved:
+            every = self.severity_spec(incident.severity).update_every
+            await self.schedule.schedule(incident.id, incident.next_update_due, every)
         return SeverityChange(incident=incident, previous=previous[0], applied=applied)
 
     async def open_verification_items(self, incident: Incident) -> list[str] | None:

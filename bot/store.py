@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
@@ -132,6 +132,10 @@ else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 return 1
 """
 
+# A hint written before a write is due this much later, so no delivery loop looks (and, finding
+# nothing yet, drops the hint) before the write is done; the hint written after it is due at once.
+HINT_GRACE = timedelta(seconds=5)
+
 # Retries of a write whose answer was lost stop after this long: a Slack request has 3 seconds.
 WRITE_RETRY_BUDGET = 1.5
 
@@ -222,8 +226,9 @@ class IncidentStore:
         args = [incident.model_dump_json(), event.model_dump_json()]
         for effect in effects:
             args += [effect.id, effect.model_dump_json()]
-        # The hint first: if the process dies right after it, the delivery loop finds nothing.
-        await self.hint(incident.id, incident.declared_at)
+        # A hint before the write, for later: if this process dies right after the write, the
+        # delivery loops still find its work; if the write never happened, they find nothing.
+        await self.hint(incident.id, incident.declared_at + HINT_GRACE)
         created = await self._retrying(
             lambda: self._create(
                 keys=[keys.incident(incident.id), keys.timeline(incident.id), keys.outbox(incident.id)],
@@ -237,6 +242,7 @@ class IncidentStore:
             incident = stored
         # The open-incidents index lives in its own slot, so it is written after the incident.
         await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
+        await self.hint(incident.id, incident.declared_at)  # and now, for at once
         return incident
 
     @translate_errors
@@ -273,13 +279,20 @@ class IncidentStore:
         A write whose answer is lost is tried again: `change` must recognise its own request."""
         key = keys.incident(incident_id)
         deadline = time.monotonic() + WRITE_RETRY_BUDGET
+        retried = False
         while True:
             try:
-                return await self._update_once(incident_id, key, change)
+                incident, written = await self._update_once(incident_id, key, change)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(str(exc) or type(exc).__name__, written=None) from exc
+                retried = True
                 await asyncio.sleep(0.05)
+                continue
+            if retried and not written:
+                # The first try was written but its answer lost: its work is due at once.
+                await self.hint(incident_id, incident.updated_at)
+            return incident, written
 
     async def _update_once(
         self, incident_id: str, key: str, change: Callable[[Incident], Change | None]
@@ -297,7 +310,7 @@ class IncidentStore:
                         return current, False
                     effects = effects_for(decided.incident.revision, decided.works)
                     if effects:
-                        await self.hint(incident_id, decided.incident.updated_at)
+                        await self.hint(incident_id, decided.incident.updated_at + HINT_GRACE)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, decided.incident.model_dump_json())
                     for event in decided.events:
@@ -311,6 +324,8 @@ class IncidentStore:
                     if decided.checklist is not None:
                         self._queue_checklist_message(pipe, incident_id, decided.checklist)
                     await pipe.execute()
+                    if effects:
+                        await self.hint(incident_id, decided.incident.updated_at)
                     return decided.incident, True
                 except WatchError:
                     continue
@@ -596,8 +611,9 @@ class IncidentStore:
     @translate_errors
     async def add_effects(self, incident_id: str, effects: list[Effect], at: datetime) -> None:
         """Queue work that no incident change implies (reminders); ids make it idempotent."""
-        await self.hint(incident_id, at)
+        await self.hint(incident_id, at + HINT_GRACE)
         async with self.redis.pipeline(transaction=True) as pipe:
             for effect in effects:
                 pipe.hsetnx(keys.outbox(incident_id), effect.id, effect.model_dump_json())
             await pipe.execute()
+        await self.hint(incident_id, at)

@@ -87,10 +87,9 @@ async def _in_incident(
         await ack()
         await open_update_modal(deps, incident, command.trigger_id)
         return
-    resolved, applied = await deps.service.resolve(incident.id, command.user_id, request_id)
+    resolved, _ = await deps.service.resolve(incident.id, command.user_id, request_id)
     await ack(text=f"Resolving *{resolved.id}*.", response_type="ephemeral")
-    if applied:
-        deps.delivery.wake()
+    deps.delivery.wake()
 
 
 async def _change_severity(
@@ -101,14 +100,13 @@ async def _change_severity(
         await ack(text=incident_blocks.already_running(incident), response_type="ephemeral")
         return
     try:
-        change = await deps.service.change_severity(incident.id, parsed.severity, command.user_id, request_id)
+        await deps.service.change_severity(incident.id, parsed.severity, command.user_id, request_id)
     except NothingToChange:
         label = deps.service.severity_spec(parsed.severity).label
         await ack(text=f"*{incident.id}* is already {label}; nothing was changed.", response_type="ephemeral")
         return
     await ack()
-    if change.applied:
-        deps.delivery.wake()
+    deps.delivery.wake()
 
 
 def register(app: AsyncApp) -> None:

@@ -75,7 +75,7 @@ async def handle_update_submission(ack: AsyncAck, body: dict[str, object], conte
     # The same view submitted twice (same id and hash) is the same request: posted once.
     request_id = f"view:{submission.view.id}:{submission.view.hash}"
     try:
-        outcome = await deps.service.post_update(
+        await deps.service.post_update(
             ref.incident_id, ref.uid or None, draft, submission.user.id, request_id
         )
     except StoreUnavailable as exc:
@@ -91,8 +91,7 @@ async def handle_update_submission(ack: AsyncAck, body: dict[str, object], conte
         await ack(response_action="errors", errors={UpdateField.IMPACT.value: STALE[:150]})
         return
     await ack()
-    if outcome.applied:
-        deps.delivery.wake()
+    deps.delivery.wake()
 
 
 def register(app: AsyncApp) -> None:
