@@ -182,7 +182,10 @@ class Delivery:
     async def _deliver_outbox(self, incident_id: str) -> datetime | None:
         """Deliver what is pending; returns when to look again (None: nothing left)."""
         started = time.monotonic()
-        effects = [e for e in await self.store.outbox(incident_id) if e.pending]
+        stored = await self.store.outbox(incident_id)
+        effects = [e for e in stored if e.pending]
+        # With its channel refused for good, the incident's own messages have nowhere to go.
+        no_channel = any(isinstance(e.work, OpenChannel) and not e.pending for e in stored)
         blocked: set[Target] = set()
         retry_in: float | None = None
         later_refresh = {e.id for e in effects if isinstance(e.work, RefreshHeader)}
@@ -190,7 +193,7 @@ class Delivery:
             if time.monotonic() - started > self.config.budget:
                 return self.clock()
             target = _target_of(effect)
-            if target in blocked or (Target.INCIDENT in blocked and target is None):
+            if target is not None and target in blocked:
                 continue
             later_refresh.discard(effect.id)
             if isinstance(effect.work, RefreshHeader) and later_refresh:
@@ -200,6 +203,11 @@ class Delivery:
                 incident = await self.store.get_incident(incident_id)
             except IncidentNotFound:
                 return None
+            if target is Target.INCIDENT and incident.channel_id is None and no_channel:
+                # Already told, when the channel was refused: recorded, not told again.
+                failed = effect.model_copy(update={"state": EffectState.FAILED, "error": "no_channel"})
+                await self.store.save_effect(incident_id, failed)
+                continue
             step = await self._attempt(incident, effect)
             if step.result.ok:
                 await self._complete(incident, effect, step.record)
@@ -209,11 +217,13 @@ class Delivery:
                 if not step.attempt_saved:
                     attempted = effect.model_copy(update={"attempts": effect.attempts + 1})
                     await self.store.save_effect(incident_id, attempted)
-                blocked.add(target or Target.INCIDENT)
+                if target is not None:
+                    blocked.add(target)  # later messages to the same place keep their order
                 if isinstance(effect.work, OpenChannel):
                     break  # nothing in the incident's channel can go before the channel
             else:
                 await self._refused(incident, effect, step.result)
+                no_channel = no_channel or isinstance(effect.work, OpenChannel)
         stale_retry = await self._refresh_stale_checklists(incident_id)
         if stale_retry is not None:
             retry_in = stale_retry if retry_in is None else min(retry_in, stale_retry)
@@ -249,7 +259,15 @@ class Delivery:
         log.warning("%s: %s %s refused for good: %s", incident.id, effect.work.kind, where, error)
         if isinstance(effect.work, Notice):
             return
-        text = _what_to_do(incident, effect, where, error)
+        if isinstance(effect.work, OpenChannel):
+            holder = result.data.get("holder", "another incident")
+            text = (
+                f":warning: *{incident.id}* has no channel: Slack refused to create one, and "
+                f"<#{incident.origin_channel}> already runs *{holder}*. Declare it again from "
+                "another channel, or resolve that one first."
+            )
+        else:
+            text = _what_to_do(incident, effect, where, error)
         notice = Effect(id=f"{effect.id}.notice", work=Notice(user=incident.commander, text=text))
         await self.store.add_effects(incident.id, [notice], now)
 
@@ -438,7 +456,7 @@ class Delivery:
         holder = await self.store.claim_channel(incident.origin_channel, incident.id)
         if holder is not None:
             log.warning("%s: no channel of its own, and its origin runs %s", incident.id, holder)
-            return _Step(Result(Outcome.REFUSED, "channel_taken"))
+            return _Step(Result(Outcome.REFUSED, "channel_taken", data={"holder": holder}))
         event = TimelineEvent(at=self.clock(), kind=EventKind.CHANNEL, text=note)
         return _Step(Result(Outcome.OK), _attach(incident.origin_channel, None, False, event, note))
 
@@ -514,7 +532,6 @@ def _what_to_do(incident: Incident, effect: Effect, where: str, error: str) -> s
         "channel_not_found": "invite me there (`/invite @incident-bot`), or check the channel still exists",
         "is_archived": "unarchive the channel, or ask an admin to point me at another one",
         "missing_scope": "reinstall the app from its manifest so it has the permissions it needs",
-        "channel_taken": "resolve the incident already running there, or declare from another channel",
     }.get(error, "an admin can find the details in the bot's log")
     return (
         f":warning: *{incident.id}*: Slack refused my {effect.work.kind.replace('_', ' ')} {where} "

@@ -4,6 +4,7 @@ message exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ from bot.demo.standin import SlackStandIn
 ALICE, BOB = "U0ALICE", "U0BOB"
 GENERAL, MANAGERS = "C0GENERAL", "C0MANAGERS"
 
-Inject = Callable[[SlackStandIn, str, int], None]
+Inject = Callable[[SlackStandIn, str, int], object]
 
 
 def _nth(n: int) -> Callable[[dict[str, object]], bool]:
@@ -30,18 +31,16 @@ def _nth(n: int) -> Callable[[dict[str, object]], bool]:
 
 
 FAULTS: dict[str, Inject] = {
-    "500-html": lambda s, m, n: s.faults.fail(m, status=500, match=_nth(n)) and None,
+    "500-html": lambda s, m, n: s.faults.fail(m, status=500, match=_nth(n)),
     "503-text": lambda s, m, n: s.faults.fail(
         m, status=503, content_type="text/plain", body="upstream unavailable", match=_nth(n)
-    )
-    and None,
-    "internal_error": lambda s, m, n: s.faults.error(m, "internal_error", match=_nth(n)) and None,
-    "429": lambda s, m, n: s.faults.error(m, "ratelimited", status=429, retry_after=1, match=_nth(n))
-    and None,
-    "hang-done": lambda s, m, n: s.faults.hang(m, 1.0, applied=True, match=_nth(n)) and None,
-    "dropped-done": lambda s, m, n: s.faults.close_connection(m, applied=True, match=_nth(n)) and None,
-    "dropped-not-done": lambda s, m, n: s.faults.close_connection(m, match=_nth(n)) and None,
-    "hang-not-done": lambda s, m, n: s.faults.hang(m, 1.0, applied=False, match=_nth(n)) and None,
+    ),
+    "internal_error": lambda s, m, n: s.faults.error(m, "internal_error", match=_nth(n)),
+    "429": lambda s, m, n: s.faults.error(m, "ratelimited", status=429, retry_after=1, match=_nth(n)),
+    "hang-done": lambda s, m, n: s.faults.hang(m, 1.0, applied=True, match=_nth(n)),
+    "dropped-done": lambda s, m, n: s.faults.close_connection(m, applied=True, match=_nth(n)),
+    "dropped-not-done": lambda s, m, n: s.faults.close_connection(m, match=_nth(n)),
+    "hang-not-done": lambda s, m, n: s.faults.hang(m, 1.0, applied=False, match=_nth(n)),
 }
 
 # (method, which call of it) for each Web API call a declaration makes.
@@ -169,3 +168,29 @@ async def test_a_refused_post_is_told_and_recorded() -> None:
             posts = slack.calls("chat.postMessage")
             attempts = len([c for c in posts if c.params.get("channel") == MANAGERS])
             assert attempts == 1
+
+
+async def test_a_refused_channel_where_the_origin_is_taken_is_told_and_not_retried() -> None:
+    """Slack refuses channel creation, and two incidents declared at once in one channel both
+    fall back to it: the first runs there, the second's declarer is told why it has no channel,
+    and nothing is retried forever."""
+    async with (
+        SlackStandIn(allow_channel_creation=False) as slack,
+        running_bot(slack=slack, slack_timeout=0.5) as running,
+    ):
+        await asyncio.gather(
+            running.user.slash_command(ALICE, GENERAL, "sev2 Checkout requests failing"),
+            running.user.slash_command(BOB, GENERAL, "sev3 Search is slow"),
+        )
+        await running.settle(timeout=10)
+        incidents = [await running.bot.service.get_incident(i) for i in ("INC-1", "INC-2")]
+        hosted = [i for i in incidents if i.channel_id == GENERAL]
+        homeless = [i for i in incidents if i.channel_id is None]
+        assert len(hosted) == 1 and len(homeless) == 1
+        told = [e.text for e in running.slack.ephemerals(homeless[0].commander)]
+        assert any("has no channel" in t and f"already runs *{hosted[0].id}*" in t for t in told), told
+        for incident in incidents:
+            assert [e for e in await running.bot.store.outbox(incident.id) if e.pending] == []
+        calls = len(slack.calls())
+        await asyncio.sleep(1.5)  # past several retry periods: nothing more is tried
+        assert len(slack.calls()) == calls

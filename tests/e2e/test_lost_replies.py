@@ -10,6 +10,7 @@ import pytest
 
 from bench.redis_proxy import RedisCountingProxy
 from bot.demo.harness import RedisServer, Running, running_bot
+from bot.models import EventKind
 from bot.store import connect
 
 ALICE, BOB = "U0ALICE", "U0BOB"
@@ -67,7 +68,7 @@ async def test_a_declaration_whose_reply_was_lost_is_declared_once(
     assert incident.channel_id is not None
     assert len(running.slack.messages(incident.channel_id)) == 3  # header, two checklists
     assert len(running.slack.messages(GENERAL)) == 1 and len(running.slack.messages(MANAGERS)) == 1
-    assert [e.kind for e in await running.bot.service.timeline("INC-1")].count("declared") == 1
+    assert [e.kind for e in await running.bot.service.timeline("INC-1")].count(EventKind.DECLARED) == 1
     assert await running.bot.store.open_incident_ids() == ["INC-1"]
 
 
@@ -111,7 +112,7 @@ async def test_a_severity_change_whose_reply_was_lost_is_made_once(
     added = [m.text for m in running.slack.messages(channel)[before:]]
     assert len(added) == len(set(added)) and len(added) >= 2
     kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
-    assert kinds.count("severity_changed") == 1
+    assert kinds.count(EventKind.SEVERITY_CHANGED) == 1
 
 
 async def test_when_no_answer_comes_back_the_user_is_not_told_nothing_changed(
