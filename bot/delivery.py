@@ -195,6 +195,8 @@ class Delivery:
             target = _target_of(effect)
             if target is not None and target in blocked:
                 continue
+            if isinstance(effect.work, OverdueNote) and Target.INCIDENT in blocked:
+                continue  # managers hear of a reminder only once the channel has it
             later_refresh.discard(effect.id)
             if isinstance(effect.work, RefreshHeader) and later_refresh:
                 await self.store.complete_effect(incident_id, effect.id)  # a later one shows more

@@ -8,6 +8,7 @@ import secrets
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import incident as incident_blocks
 from bot.blocks import updates as update_blocks
@@ -17,12 +18,14 @@ from bot.models import Incident
 from handlers.deps import Deps, deps_of
 from handlers.messages import already_resolved, store_problem
 from handlers.payloads import SlashCommand
-from handlers.updates import open_update_modal
+from handlers.updates import MODAL_FAILED, open_update_modal
 
 log = logging.getLogger(__name__)
 
 
-async def handle_incident_command(ack: AsyncAck, body: dict[str, object], context: AsyncBoltContext) -> None:
+async def handle_incident_command(
+    ack: AsyncAck, body: dict[str, object], respond: AsyncRespond, context: AsyncBoltContext
+) -> None:
     deps = deps_of(context)
     command = SlashCommand.model_validate(body)
     parsed = parse_command(command.text)
@@ -34,7 +37,7 @@ async def handle_incident_command(ack: AsyncAck, body: dict[str, object], contex
     try:
         current = await deps.service.incident_in_channel(command.channel_id)
         if isinstance(parsed, IncidentCommand):
-            await _in_incident(deps, parsed, current, command, request_id, ack)
+            await _in_incident(deps, parsed, current, command, request_id, ack, respond)
         elif current is not None:
             await _change_severity(deps, parsed, current, command, request_id, ack)
         else:
@@ -70,6 +73,7 @@ async def _in_incident(
     command: SlashCommand,
     request_id: str,
     ack: AsyncAck,
+    respond: AsyncRespond,
 ) -> None:
     if incident is None:
         await ack(text=incident_blocks.no_incident_here(parsed.kind), response_type="ephemeral")
@@ -85,7 +89,8 @@ async def _in_incident(
         return
     if parsed.kind == "update":
         await ack()
-        await open_update_modal(deps, incident, command.trigger_id)
+        if not await open_update_modal(deps, incident, command.trigger_id):
+            await respond(text=MODAL_FAILED, response_type="ephemeral")
         return
     resolved, _ = await deps.service.resolve(incident.id, command.user_id, request_id)
     await ack(text=f"Resolving *{resolved.id}*.", response_type="ephemeral")

@@ -21,6 +21,10 @@ from handlers.payloads import ButtonClick, ViewSubmission
 
 log = logging.getLogger(__name__)
 
+MODAL_FAILED = (
+    ":warning: Slack didn't open the update form just now. Please try again "
+    "(`/incident update`, or the *Post update* button)."
+)
 STORE_DOWN_SHORT = "The incident store (Redis) is unreachable, nothing was saved. Submit again shortly."
 STORE_UNSURE_SHORT = (
     "The incident store (Redis) stopped answering, so I can't tell whether this was saved. "
@@ -50,8 +54,10 @@ async def handle_post_update_button(
             await respond(text=already_resolved(incident), response_type="ephemeral", replace_original=False)
             return
         # A double click opens one modal: one per user and incident within a couple of seconds.
-        if await deps.service.store.first_request(f"modal:{incident.id}:{click.user.id}", seconds=2):
-            await open_update_modal(deps, incident, click.trigger_id)
+        if not await deps.service.store.first_request(f"modal:{incident.id}:{click.user.id}", seconds=2):
+            return
+        if not await open_update_modal(deps, incident, click.trigger_id):
+            await respond(text=MODAL_FAILED, response_type="ephemeral", replace_original=False)
     except StaleReference:
         await respond(text=STALE, response_type="ephemeral", replace_original=False)
     except StoreUnavailable as exc:

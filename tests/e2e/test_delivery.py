@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from bot.demo.harness import QUICK_DELIVERY, Running, eventually, running_bot, update_modal_values
 from bot.demo.standin import SlackStandIn
+from bot.demo.standin.workspace import Message
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 GENERAL, MANAGERS = "C0GENERAL", "C0MANAGERS"
@@ -194,3 +196,46 @@ async def test_a_refused_channel_where_the_origin_is_taken_is_told_and_not_retri
         calls = len(slack.calls())
         await asyncio.sleep(1.5)  # past several retry periods: nothing more is tried
         assert len(slack.calls()) == calls
+
+
+async def test_managers_hear_of_an_overdue_update_only_after_the_channel_got_its_reminder(
+    tmp_path: Path,
+) -> None:
+    playbook = tmp_path / "playbook.yml"
+    playbook.write_text("digest_every: null\nseverities:\n  sev2: {update_every: 1s}\n")
+    async with SlackStandIn() as slack, running_bot(slack=slack, playbook_path=playbook) as running:
+        await running.user.slash_command(ALICE, GENERAL, "sev2 Checkout requests failing")
+        await running.settle()
+        channel = _incident_channel(running)
+        assert channel is not None
+        # The second reminder (the one managers hear of) fails three times.
+        seen: list[int] = []
+
+        def second_reminder(params: dict[str, object]) -> bool:
+            if params.get("channel") != channel or "next status update is due" not in str(params.get("text")):
+                return False
+            seen.append(1)
+            return len(seen) in (2, 3, 4)
+
+        slack.faults.fail("chat.postMessage", times=3, status=503, match=second_reminder)
+
+        def overdue_notes() -> list[Message]:
+            return [m for m in slack.messages(MANAGERS) if "is overdue" in m.text]
+
+        await eventually(lambda: len(overdue_notes()) == 1, timeout=10)
+        reminders = [m for m in slack.messages(channel) if "next status update is due" in m.text]
+        assert len(reminders) >= 2
+        assert float(reminders[1].ts) < float(overdue_notes()[0].ts)
+        assert "Reminder 2 since the last update" in json.dumps(reminders[1].blocks)
+
+
+async def test_a_modal_slack_would_not_open_is_told(running: Running) -> None:
+    await running.user.slash_command(ALICE, GENERAL, "sev2 Checkout requests failing")
+    await running.settle()
+    channel = _incident_channel(running)
+    assert channel is not None
+    running.slack.faults.error("views.open", "internal_error")
+    await running.user.slash_command(BOB, channel, "update")
+    await running.settle()
+    assert running.slack.views() == []
+    assert any("didn't open the update form" in e.text for e in running.slack.ephemerals(BOB))
