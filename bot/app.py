@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
 import redis.asyncio as aioredis
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
@@ -24,6 +24,7 @@ import handlers
 from bot.delivery import Delivery, DeliveryConfig
 from bot.errors import StoreUnavailable
 from bot.http_edge import SlackRequestGuard, install_error_handler
+from bot.http_edge import bolt_request as parse_bolt_request
 from bot.models import utcnow
 from bot.playbook import Playbook, load_playbook
 from bot.refresher import ChecklistRefresher
@@ -53,6 +54,9 @@ class IncidentBot:
     refresher: ChecklistRefresher
     clock: ReminderClock
     delivery: Delivery
+    # False: this process only answers Slack; `incident-bot deliver` runs the delivery loop, the
+    # reminder clock and the digest against the same Redis.
+    deliver_here: bool = True
 
     @property
     def slack_client(self) -> AsyncWebClient:
@@ -63,10 +67,12 @@ class IncidentBot:
         """The HTTP face: `POST /slack/events` and `GET /healthz`."""
         if not self.settings.slack_signing_secret:
             raise ValueError("serving HTTP needs SLACK_SIGNING_SECRET to verify Slack's requests")
-        slack_handler = AsyncSlackRequestHandler(self.bolt)
-
         async def events(scope: Scope, receive: Receive, send: Send) -> None:
-            response = await slack_handler.handle(Request(scope, receive))
+            request = Request(scope, receive)
+            body = await request.body()
+            headers: dict[str, str | Sequence[str]] = dict(request.headers)
+            bolt_request = parse_bolt_request(body, request.url.query, headers)
+            response = to_starlette_response(await self.bolt.async_dispatch(bolt_request))
             await response(scope, receive, send)
 
         async def healthz(request: Request) -> Response:
@@ -111,6 +117,8 @@ class IncidentBot:
             self.slack_client.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.slack_client.timeout)
             )
+        if not self.deliver_here:
+            return
         try:
             await self.service.start_digest()
         except StoreUnavailable as exc:
@@ -138,8 +146,10 @@ def create_app(
     reminder_poll: float = 0.25,
     slack_timeout: float = 10.0,
     delivery: DeliveryConfig | None = None,
+    deliver_here: bool = True,
 ) -> IncidentBot:
-    """Build the bot. `redis` and `playbook` default to what the settings name."""
+    """Build the bot. `redis` and `playbook` default to what the settings name. With
+    `deliver_here=False`, `start()` leaves delivery and reminders to another process."""
     if playbook is None:
         playbook = load_playbook(settings.incident_playbook)
     if redis is None:
@@ -192,9 +202,14 @@ def create_app(
     reminder_clock = ReminderClock(
         lambda: deliver_due(service, slack, stakeholders, outbox.wake), poll_seconds=reminder_poll
     )
-    return IncidentBot(settings, bolt, service, store, refresher, reminder_clock, outbox)
+    return IncidentBot(settings, bolt, service, store, refresher, reminder_clock, outbox, deliver_here)
 
 
 def asgi_from_environment() -> Starlette:
     """The ASGI app built from the environment, for each of uvicorn's worker processes."""
     return create_app(Settings()).asgi()
+
+
+def asgi_without_delivery_from_environment() -> Starlette:
+    """The same for `run --workers N --delivery none`: the workers only answer Slack."""
+    return create_app(Settings(), deliver_here=False).asgi()

@@ -1,4 +1,8 @@
-"""`incident-bot run [--port N]`: start the bot over HTTP, or over Socket Mode with SLACK_APP_TOKEN."""
+"""`incident-bot run [--port N]`: start the bot over HTTP, or over Socket Mode with SLACK_APP_TOKEN.
+
+`incident-bot run --delivery none` only answers Slack's requests; `incident-bot deliver`, in a
+process of its own on the same Redis, then performs the Slack work they store and runs the
+reminder clock, so that work never competes with the acks on one event loop."""
 
 from __future__ import annotations
 
@@ -39,6 +43,21 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="HTTP worker processes sharing one Redis (default 1; more need REDIS_URL)",
     )
+    run.add_argument(
+        "--delivery",
+        choices=("inline", "none"),
+        default="inline",
+        help="inline: also perform the stored Slack work and run the reminder clock (default); "
+        "none: leave both to `incident-bot deliver` (needs REDIS_URL)",
+    )
+    deliver = sub.add_parser(
+        "deliver",
+        help="perform the Slack work stored in Redis and run the reminder clock, for `run --delivery none`",
+    )
+    deliver.add_argument(
+        "--port", type=int, default=None, help="serve GET /healthz on this port (default: no HTTP at all)"
+    )
+    deliver.add_argument("--host", default="0.0.0.0", help="address for /healthz (default 0.0.0.0)")
     demo = sub.add_parser(
         "demo", help="play a scripted incident against a built-in Slack stand-in (no workspace needed)"
     )
@@ -96,6 +115,23 @@ async def _serve_socket_mode(bot: IncidentBot, host: str, port: int) -> int:
     return 0
 
 
+async def _deliver(bot: IncidentBot, host: str, port: int | None) -> int:
+    """The delivery loop, the reminder clock and the digest, until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    health = await _serve_health(bot, host, port) if port is not None else None
+    await bot.start()
+    log.info("delivering the Slack work stored in Redis")
+    try:
+        await stop.wait()
+    finally:
+        await bot.close()
+        if health is not None:
+            await health.cleanup()
+    return 0
+
+
 def _serve_http(bot: IncidentBot, host: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -110,21 +146,28 @@ def _serve_http(bot: IncidentBot, host: str, port: int, workers: int) -> None:
     if workers > 1:
         # Each worker builds its own bot from the environment; Redis is what they share, and
         # its atomic claims keep reminders and checklist renders right across processes.
-        uvicorn.run("bot.app:asgi_from_environment", factory=True, workers=workers, **options)
+        factory = "asgi_from_environment" if bot.deliver_here else "asgi_without_delivery_from_environment"
+        uvicorn.run(f"bot.app:{factory}", factory=True, workers=workers, **options)
     else:
         uvicorn.Server(uvicorn.Config(bot.asgi(), **options)).run()
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        return _fail(f"bad configuration: {exc}")
+def _settings() -> Settings:
+    """The settings from the environment (ValidationError if they are bad), with logging set up."""
+    settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # APScheduler logs every run of the 4-per-second poll at INFO: about 650,000 lines a day.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings()
+    except ValidationError as exc:
+        return _fail(f"bad configuration: {exc}")
     if not settings.slack_bot_token:
         return _fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…).")
     if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
@@ -137,8 +180,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--workers is for HTTP; in Socket Mode run several processes instead.")
     if args.workers > 1 and not settings.redis_url:
         return _fail("--workers needs REDIS_URL: workers share their state through Redis.")
+    if args.delivery == "none" and not settings.redis_url:
+        return _fail("--delivery none needs REDIS_URL: `incident-bot deliver` reads the work from Redis.")
     try:
-        bot = create_app(settings)
+        bot = create_app(settings, deliver_here=args.delivery == "inline")
     except PlaybookError as exc:
         return _fail(f"the playbook is not valid:\n{exc}")
     port = args.port if args.port is not None else settings.port
@@ -149,10 +194,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def deliver(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings()
+    except ValidationError as exc:
+        return _fail(f"bad configuration: {exc}")
+    if not settings.slack_bot_token:
+        return _fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…).")
+    if not settings.redis_url:
+        return _fail("deliver needs REDIS_URL: the Redis where `incident-bot run` stores the work.")
+    try:
+        bot = create_app(settings)
+    except PlaybookError as exc:
+        return _fail(f"the playbook is not valid:\n{exc}")
+    return asyncio.run(_deliver(bot, args.host, args.port))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "deliver":
+        return deliver(args)
     if args.command == "demo":
         from bot.demo.script import main as demo_main
 

@@ -14,12 +14,13 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, Field, ValidationError
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncBoltRequest
+from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.response import BoltResponse
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -182,9 +183,9 @@ def _shape_problem(content_type: bytes, body: bytes) -> str | None:
     # Bolt's rule: JSON (the Events API) by content type or a leading brace, otherwise a form.
     if content_type.split(b";")[0] == b"application/json" or text.startswith("{"):
         return _payload_problem(text, "the body")
-    # Bolt looks for `payload` as a substring of the whole form, so a slash command whose text
-    # says "payload" reaches it as {} and is answered 404. The body goes to Bolt unchanged, so
-    # that stays Bolt's; this check reads the fields properly.
+    # Bolt looks for `payload` as a substring of the whole form (a slash command whose text says
+    # "payload" would reach it as {}); `bolt_request` corrects that, and this reads the fields
+    # properly too.
     fields = dict(parse_qsl(text, keep_blank_values=True))
     if "payload" in fields:
         return _payload_problem(fields["payload"], "the payload field")
@@ -268,3 +269,20 @@ async def _answer(
     # read and discard it to keep the connection alive.
     headers = {"connection": "close"} if close else None
     await PlainTextResponse(text, status_code=status, headers=headers)(scope, receive, send)
+
+
+def bolt_request(
+    body: bytes, query: str, headers: dict[str, str | Sequence[str]]
+) -> AsyncBoltRequest:
+    """The Bolt request for a body the guard has passed, parsed right.
+
+    Bolt takes any form body that contains the text "payload" for an interaction and parses only
+    its `payload` field, so `/incident sev2 Payload API down` would reach no listener. A form
+    without a `payload` field is a slash command: its fields are the body."""
+    request = AsyncBoltRequest(body=body.decode("utf-8"), query=query, headers=headers)
+    if not request.body and request.content_type != "application/json":
+        fields = dict(parse_qsl(request.raw_body, keep_blank_values=True))
+        if fields and "payload" not in fields:
+            request.body = fields
+            request.context = build_async_context(AsyncBoltContext({}), fields)
+    return request

@@ -136,6 +136,16 @@ return 1
 # nothing yet, drops the hint) before the write is done; the hint written after it is due at once.
 HINT_GRACE = timedelta(seconds=5)
 
+# The hint before a write. A hint already there keeps its time (a retry must not delay work
+# already due) but moves by a millisecond, so a delivery loop that claimed it before this write
+# can't drop it when it finishes (its token no longer matches); else one is added, due later.
+_PRE_HINT = """
+local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if current then redis.call('ZADD', KEYS[1], tonumber(current) + 0.001, ARGV[1])
+else redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+return 1
+"""
+
 # Retries of a write whose answer was lost stop after this long: a Slack request has 3 seconds.
 WRITE_RETRY_BUDGET = 1.5
 
@@ -197,6 +207,7 @@ class IncidentStore:
         self._finish_outbox = redis.register_script(_FINISH_OUTBOX)
         self._unlock = redis.register_script(_UNLOCK)
         self._take_lock = redis.register_script(_TAKE_LOCK)
+        self._pre_hint = redis.register_script(_PRE_HINT)
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._replace_holder = redis.register_script(_REPLACE_HOLDER)
 
@@ -228,7 +239,7 @@ class IncidentStore:
             args += [effect.id, effect.model_dump_json()]
         # A hint before the write, for later: if this process dies right after the write, the
         # delivery loops still find its work; if the write never happened, they find nothing.
-        await self.hint(incident.id, incident.declared_at + HINT_GRACE)
+        await self._hint_before(incident.id, incident.declared_at)
         created = await self._retrying(
             lambda: self._create(
                 keys=[keys.incident(incident.id), keys.timeline(incident.id), keys.outbox(incident.id)],
@@ -310,7 +321,7 @@ class IncidentStore:
                         return current, False
                     effects = effects_for(decided.incident.revision, decided.works)
                     if effects:
-                        await self.hint(incident_id, decided.incident.updated_at + HINT_GRACE)
+                        await self._hint_before(incident_id, decided.incident.updated_at)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, decided.incident.model_dump_json())
                     for event in decided.events:
@@ -548,6 +559,10 @@ class IncidentStore:
                 waiting += 1
         return due + waiting
 
+    async def _hint_before(self, incident_id: str, at: datetime) -> None:
+        later = (at + HINT_GRACE).timestamp()
+        await self._pre_hint(keys=[keys.OUTBOX_DUE], args=[incident_id, repr(later)])
+
     @translate_errors
     async def claim_outboxes(self, now: datetime, lease: float, limit: int = 50) -> list[OutboxClaim]:
         reply: list[str] = await self._claim_outbox(
@@ -611,7 +626,7 @@ class IncidentStore:
     @translate_errors
     async def add_effects(self, incident_id: str, effects: list[Effect], at: datetime) -> None:
         """Queue work that no incident change implies (reminders); ids make it idempotent."""
-        await self.hint(incident_id, at + HINT_GRACE)
+        await self._hint_before(incident_id, at)
         async with self.redis.pipeline(transaction=True) as pipe:
             for effect in effects:
                 pipe.hsetnx(keys.outbox(incident_id), effect.id, effect.model_dump_json())

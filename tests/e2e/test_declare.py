@@ -210,3 +210,12 @@ async def test_a_declaration_interrupted_before_its_channel_opened_is_finished(
         assert len(running.slack.messages(channel.id)) == 3
         assert len(running.slack.calls("conversations.create")) == 1
         assert (await running.bot.service.get_incident(incident.id)).header_ts is not None
+
+
+async def test_a_title_that_says_payload_is_declared(running: Running) -> None:
+    """Bolt takes any form body containing the text "payload" for an interaction; a slash
+    command whose title says it must still reach the command listener."""
+    reply = await running.user.slash_command(ALICE, GENERAL, "sev2 Payload service returns 500s")
+    assert reply.status == 200 and "INC-1" in reply.json_body()["text"]
+    await running.settle()
+    assert running.slack.channel_by_name("inc-1-payload-service-returns-500s") is not None

@@ -31,7 +31,6 @@ from bot.demo.harness import (
 )
 from bot.demo.standin import SlackStandIn, SlackUser
 from bot.demo.standin.workspace import Message
-from tests.conftest import REDIS_TEST_URL
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 GENERAL, MANAGERS = "C0GENERAL", "C0MANAGERS"
@@ -47,7 +46,9 @@ class SocketModeBot:
 
 
 @pytest.fixture
-async def socket_mode_bot(real_redis: aioredis.Redis, tmp_path: Path) -> AsyncIterator[SocketModeBot]:
+async def socket_mode_bot(
+    real_redis: aioredis.Redis, redis_test_url: str, tmp_path: Path
+) -> AsyncIterator[SocketModeBot]:
     """The bot as a process in Socket Mode, with no signing secret and no HTTP port."""
     log = tmp_path / "bot.log"
     async with SlackStandIn(app_token=APP_TOKEN) as slack:
@@ -56,7 +57,7 @@ async def socket_mode_bot(real_redis: aioredis.Redis, tmp_path: Path) -> AsyncIt
             "SLACK_APP_TOKEN": APP_TOKEN,
             "SLACK_BOT_TOKEN": slack.bot_token,
             "SLACK_API_URL": slack.url,
-            "REDIS_URL": REDIS_TEST_URL,  # flushed by real_redis
+            "REDIS_URL": redis_test_url,  # flushed by real_redis
             "INCIDENT_STAKEHOLDER_CHANNEL": MANAGERS,
         }
         for unset in ("SLACK_SIGNING_SECRET", "INCIDENT_PLAYBOOK", "PORT"):
