@@ -1,16 +1,20 @@
 """incident-bot against its floor: ack latency, Redis and Slack traffic, behaviour at 10,000 incidents.
 
     .venv/bin/python -m bench.bench [--requests 300] [--incidents 10000] [--json out.json]
+        [--delivery {inline,process}] [--bot-workers N]
 
 Everything runs on loopback and stops by itself. Processes: a private redis-server (so INFO
-commandstats and MEMORY figures are ours alone), the bot (`python -m bot run`), the floor
+commandstats and MEMORY figures are ours alone), the bot (`python -m bot run`; with `--delivery
+process`, `python -m bot run --delivery none` beside `python -m bot deliver`), the floor
 (`python -m bench.floor`: a bare Bolt app on the same server stack whose listeners only ack) and
 the load client (`python -m bench.loadgen`), each alone in its process; the Slack stand-in,
 the Redis round-trip counter and the orchestration live in this one.
 
 1. Ack latency and throughput of slash commands and checkbox ticks at several concurrencies,
    bot beside floor, measured by the load client from sending the signed request to reading
-   the response.
+   the response; each ack p99 against its target (1.5x the floor's). For declares, also the time
+   from reading the ack to the stand-in holding the incident's last checklist message, and the
+   Web API calls per declare.
 2. Redis round trips and commands per declare and per tick (a counting proxy in front of Redis,
    and INFO commandstats deltas after CONFIG RESETSTAT), Web API calls per tick outside bursts,
    `chat.update` calls for a burst of 50 ticks on one message, and whether the message then
@@ -42,7 +46,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench.procs import LoadClient, ServerProcess
+from bench.procs import BotProcesses, LoadClient, ServerProcess
 from bench.redis_proxy import RedisCountingProxy, RoundTrip
 from bench.report import render_report
 from bench.seed import SeededIncident, every_nth, seed_open_incidents
@@ -53,9 +57,10 @@ from bot.app import create_app
 from bot.demo.harness import RedisServer
 from bot.demo.standin import SlackStandIn, SlackUser
 from bot.ids import ItemRef
+from bot.models import Incident
 from bot.playbook import load_playbook
 from bot.schedule_store import ScheduleStore
-from bot.service import IncidentService
+from bot.service import RECHECK_AFTER_TICK, IncidentService, checklist_works
 from bot.store import IncidentStore, connect
 
 JsonDict = dict[str, Any]
@@ -68,22 +73,38 @@ USERS = ("U0ALICE", "U0BOB", "U0CAROL")
 _DEFAULTS = inspect.signature(create_app).parameters
 REFRESH_INTERVAL: float = _DEFAULTS["refresh_interval"].default
 REMINDER_POLL: float = _DEFAULTS["reminder_poll"].default
+# The delivery loop looks at a ticked message this long after the tick, in case its re-render failed.
+RECHECK_S = RECHECK_AFTER_TICK.total_seconds()
 
-# EVALSHA digests of the bot's Lua scripts, to name them in round-trip listings.
-SCRIPTS = {
-    hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest(): name
-    for name, text in (
-        ("tick", store._TICK_SCRIPT),
-        ("schedule", schedule_store._SCHEDULE),
-        ("cancel", schedule_store._CANCEL),
-        ("claim", schedule_store._CLAIM),
-        ("confirm", schedule_store._CONFIRM),
-    )
-}
-# What the bot sends on its own, whatever the requests: the reminder poll and health checks.
-BACKGROUND = {"EVALSHA:claim", "PING"}
+
+def _scripts() -> dict[str, str]:
+    """EVALSHA digest -> name, for every Lua script of the store modules (`_TICK_SCRIPT` is
+    "tick"), so round-trip listings name them."""
+    names: dict[str, str] = {}
+    for module in (store, schedule_store):
+        for attribute, value in vars(module).items():
+            if not (attribute.startswith("_") and attribute.isupper() and isinstance(value, str)):
+                continue
+            if "redis.call" in value:
+                digest = hashlib.sha1(value.encode(), usedforsecurity=False).hexdigest()
+                names[digest] = attribute.strip("_").lower().removesuffix("_script")
+    return names
+
+
+SCRIPTS = _scripts()
+HEARTBEAT = "SET:heartbeat"
+_HEARTBEAT_KEY = re.compile(re.escape(keys.process_alive("OWNER")).replace("OWNER", ".+"))
+_DELIVERY_LOCK_KEY = re.compile(re.escape(keys.delivery_lock("INCIDENT")).replace("INCIDENT", ".+"))
+# What the bot sends on its own, whatever the requests: the reminder poll, the delivery poll (an
+# outbox claim that finds nothing due), the delivery loop's heartbeat and health checks.
+BACKGROUND = {"EVALSHA:claim", "EVALSHA:claim_outbox", HEARTBEAT, "PING"}
 CONNECTION_SETUP = {"CLIENT", "HELLO", "SELECT", "AUTH"}
 APSCHEDULER_SKIPPED = "maximum number of running instances reached"
+
+
+# inline: the bot delivers its Slack work on the event loop that acks (`incident-bot run`);
+# process: `incident-bot run --delivery none` acks, a separate `incident-bot deliver` delivers.
+DELIVERY_MODES = ("inline", "process")
 
 
 @dataclass
@@ -97,6 +118,7 @@ class Options:
     counted_declares: int = 5
     json_path: Path | None = None
     bot_workers: int = 1
+    delivery: str = "inline"  # one of DELIVERY_MODES
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -106,11 +128,17 @@ def command_label(command: tuple[str, ...]) -> str:
     name = command[0]
     if name in ("EVALSHA", "EVALSHA_RO") and len(command) > 1:
         return f"EVALSHA:{SCRIPTS.get(command[1], command[1][:8])}"
+    if name == "SET" and len(command) > 1 and _HEARTBEAT_KEY.fullmatch(command[1]):
+        return HEARTBEAT
     return name
 
 
 def round_trip_label(rt: RoundTrip) -> str:
     return " ".join(command_label(c) for c in rt.commands)
+
+
+def _locks_an_outbox(command: tuple[str, ...]) -> bool:
+    return command[0] == "SET" and len(command) > 1 and bool(_DELIVERY_LOCK_KEY.fullmatch(command[1]))
 
 
 def is_background(rt: RoundTrip) -> bool:
@@ -141,16 +169,17 @@ def commandstats_name(command: tuple[str, ...]) -> str:
 
 
 def without_background(stats: dict[str, int], rts: list[RoundTrip]) -> dict[str, int]:
-    """Commandstats less what the proxy saw of the reminder poll, health checks and connection
-    setup in the same window. A poll that finds nothing due is one EVALSHA running one
-    ZRANGEBYSCORE (the idle calibration checks this); nothing is due while these windows run."""
+    """Commandstats less what the proxy saw of the reminder and delivery polls, the heartbeat,
+    health checks and connection setup in the same window. A poll that finds nothing due is one
+    EVALSHA running one ZRANGEBYSCORE (the idle calibration checks this); nothing is due while
+    these windows run but the work the requests themselves imply."""
     seen: Counter[str] = Counter()
     for rt in rts:
         if not (is_background(rt) or is_setup(rt)):
             continue
         for command in rt.commands:
             seen[commandstats_name(command)] += 1
-            if command_label(command) == "EVALSHA:claim":
+            if command_label(command) in ("EVALSHA:claim", "EVALSHA:claim_outbox"):
                 seen["zrangebyscore"] += 1
     out = {name: n - seen[name] for name, n in stats.items()}
     return {k: v for k, v in out.items() if v > 0}
@@ -201,10 +230,16 @@ class Context:
             "LOG_LEVEL": "INFO",
         }
 
-    def bot_process(self, name: str, redis_url: str) -> ServerProcess:
-        workers = self.options.bot_workers
-        args = ["bot", "run", "--workers", str(workers)] if workers > 1 else ["bot", "run"]
-        return ServerProcess(name, args, self.bot_env(redis_url), self.log_dir)
+    def bot_process(self, name: str, redis_url: str) -> BotProcesses:
+        env = self.bot_env(redis_url)
+        args = ["bot", "run"]
+        if self.options.bot_workers > 1:
+            args += ["--workers", str(self.options.bot_workers)]
+        deliver = None
+        if self.options.delivery == "process":
+            args += ["--delivery", "none"]
+            deliver = ServerProcess(f"{name}-deliver", ["bot", "deliver"], env, self.log_dir)
+        return BotProcesses(ServerProcess(name, args, env, self.log_dir), deliver)
 
     def floor_process(self) -> ServerProcess:
         env = self.bot_env("")
@@ -269,14 +304,23 @@ def stakeholder_posts(slack: SlackStandIn) -> int:
 # -- 1. ack latency -------------------------------------------------------------------------
 
 
+# The incident id in a declare's ack ("*INC-42* declared ...").
+INCIDENT_IN_ACK = r"INC-\d+"
+
+
 async def run_load(
-    ctx: Context, server: ServerProcess, requests: list[SignedRequest], concurrency: int
+    ctx: Context,
+    server: ServerProcess | BotProcesses,
+    requests: list[SignedRequest],
+    concurrency: int,
+    capture: str | None = None,
 ) -> JsonDict:
     job = {
         "url": server.events_url,
         "warm_url": server.healthz_url,
         "concurrency": concurrency,
         "requests": [r.to_json() for r in requests],
+        "capture": capture,
     }
     result: JsonDict = json.loads(await ctx.load.run(json.dumps(job)))
     return result
@@ -299,29 +343,67 @@ def latency_figures(result: JsonDict, cpu: float) -> JsonDict:
 async def measure_pair(
     ctx: Context,
     floor: ServerProcess,
-    bot: ServerProcess,
+    bot: BotProcesses,
     requests: list[SignedRequest],
     concurrency: int,
     settle: Callable[[], Any],
-) -> JsonDict:
-    """The same pre-signed requests, to the floor and then to the bot; the bot's CPU is counted
-    until its work after the acks has finished too."""
+    capture: str | None = None,
+) -> tuple[JsonDict, JsonDict]:
+    """The same pre-signed requests, to the floor and then to the bot; the bot's CPU (all its
+    processes) and its Web API calls are counted until its work after the acks has finished too.
+    Returns the figures and the load client's raw result for the bot."""
     cpu = floor.cpu_seconds()
     floor_result = await run_load(ctx, floor, requests, concurrency)
     floor_cpu = floor.cpu_seconds() - cpu
     cpu = bot.cpu_seconds()
-    bot_result = await run_load(ctx, bot, requests, concurrency)
+    cpu_by_process = bot.cpu_by_process()
+    calls_before = len(ctx.slack.calls())
+    bot_result = await run_load(ctx, bot, requests, concurrency, capture)
     ack_cpu = bot.cpu_seconds() - cpu
     settled = await settle()
     total_cpu = bot.cpu_seconds() - cpu
+    calls = Counter(c.method for c in ctx.slack.calls()[calls_before:])
     bot_figures = latency_figures(bot_result, total_cpu)
     bot_figures["cpu_ms_per_request_until_ack_run_ended"] = round(ack_cpu * 1000 / len(requests), 3)
+    bot_figures["cpu_ms_per_request_by_process"] = {
+        name: round((seconds - cpu_by_process[name]) * 1000 / len(requests), 3)
+        for name, seconds in bot.cpu_by_process().items()
+    }
     bot_figures["settled"] = bool(settled)
-    return {
+    bot_figures["web_api_calls_per_request"] = round(sum(calls.values()) / len(requests), 3)
+    bot_figures["web_api_calls_per_request_by_method"] = per(dict(calls), len(requests))
+    figures = {
         "concurrency": concurrency,
         "requests": len(requests),
         "floor": latency_figures(floor_result, floor_cpu),
         "bot": bot_figures,
+    }
+    return figures, bot_result
+
+
+async def declare_to_checklists(ctx: Context, result: JsonDict) -> JsonDict:
+    """For each declare the bot acked: from the load client reading the ack to the stand-in
+    holding the last of the incident's checklist messages (its ts, the stand-in's wall clock at
+    the post). A declare whose checklists are not all there is counted as incomplete."""
+    playbook = load_playbook(None)
+    delays: list[float] = []
+    incomplete = 0
+    for incident_id, acked_at in zip(result["captured"], result["acked_at"], strict=True):
+        raw = await ctx.admin.get(keys.incident(incident_id)) if incident_id else None
+        incident = Incident.model_validate_json(raw) if raw else None
+        if incident is None or incident.channel_id is None:
+            incomplete += 1
+            continue
+        expected = len(checklist_works(playbook.severity(incident.severity).sections_by_phase()))
+        posted = [float(m["ts"]) for m in checklist_messages(ctx.slack, incident.channel_id)]
+        if len(posted) < expected:
+            incomplete += 1
+            continue
+        delays.append(ms(max(posted) - acked_at))
+    return {
+        "ms": summarize(delays).as_dict() if delays else None,
+        "declares": len(result["acked_at"]),
+        "incomplete": incomplete,
     }
 
 
@@ -375,7 +457,9 @@ async def phase_latency(ctx: Context) -> JsonDict:
             return await ctx.quiesce(idle=0.5, timeout=180, until=declares_done, patience=3.0)
 
         async def settle_ticks() -> bool:
-            return await ctx.quiesce(idle=REFRESH_INTERVAL + 0.7, timeout=120)
+            # Past the delivery loop's look at each ticked message too, so it does not run during
+            # the next measurement.
+            return await ctx.quiesce(idle=RECHECK_S + 0.5, timeout=120)
 
         # Warm-up: first requests pay for Bolt's auth.test, script loading and connection pools.
         warm = declare_requests(ctx, 10, "warm-up")
@@ -392,9 +476,11 @@ async def phase_latency(ctx: Context) -> JsonDict:
         for concurrency in options.levels:
             requests = declare_requests(ctx, options.requests, f"c{concurrency}")
             declared += len(requests)
-            out["commands"].append(
-                await measure_pair(ctx, floor, bot, requests, concurrency, settle_declares)
+            figures, raw = await measure_pair(
+                ctx, floor, bot, requests, concurrency, settle_declares, capture=INCIDENT_IN_ACK
             )
+            figures["bot"]["ack_to_last_checklist"] = await declare_to_checklists(ctx, raw)
+            out["commands"].append(figures)
             print(f"  commands at concurrency {concurrency}: done", flush=True)
 
         channels = [c for c in incident_channels(ctx.slack) if c not in warm_channels]
@@ -402,25 +488,22 @@ async def phase_latency(ctx: Context) -> JsonDict:
             # Fresh messages for each level, 32 incidents' checklists (two messages each for sev3).
             chosen = channels[index * 32 : (index + 1) * 32] or channels[:32]
             requests = tick_requests(ctx, chosen, options.requests)
-            updates_before = len(ctx.slack.calls())
-            result = await measure_pair(ctx, floor, bot, requests, concurrency, settle_ticks)
-            result["bot"]["web_api_calls_per_tick"] = round(
-                (len(ctx.slack.calls()) - updates_before) / len(requests), 3
-            )
+            result, _ = await measure_pair(ctx, floor, bot, requests, concurrency, settle_ticks)
             result["messages"] = sum(len(checklist_messages(ctx.slack, c)) for c in chosen)
             out["ticks"].append(result)
             print(f"  ticks at concurrency {concurrency}: done", flush=True)
-        out["bot_log_warnings"] = log_warnings(bot.log_path)
+        out["bot_log_warnings"] = log_warnings(bot.log_paths)
     finally:
         await bot.stop()
         await floor.stop()
     return out
 
 
-def log_warnings(path: Path) -> JsonDict:
-    """WARNING/ERROR lines of a process log, counted by logger and message start."""
+def log_warnings(paths: list[Path]) -> JsonDict:
+    """WARNING/ERROR lines of process logs, counted by logger and message start."""
     counts: Counter[str] = Counter()
-    for line in path.read_text(errors="replace").splitlines():
+    lines = [line for path in paths for line in path.read_text(errors="replace").splitlines()]
+    for line in lines:
         match = re.search(r" (WARNING|ERROR) (\S+): (.{0,70})", line)
         if match:
             counts[f"{match[1]} {match[2]}: {match[3]}"] += 1
@@ -439,8 +522,9 @@ class Window:
     """One request and everything the bot did for it until it fell quiet.
 
     Bolt notices an ack by polling every 10 ms, so the bot's work after `ack()` can start before
-    the client reads the ack. The split is therefore at the ack read or at the first Web API call,
-    whichever came first: nothing the bot does before acking calls Slack."""
+    the client reads the ack. The split is therefore at the ack read, the first Web API call or
+    the delivery loop locking an outbox, whichever came first: nothing the bot does before acking
+    calls Slack, and the outbox it delivers is written before the ack."""
 
     sent: float
     acked: float
@@ -452,7 +536,11 @@ class Window:
 
     @property
     def ack_point(self) -> float:
-        return min(self.acked, self.first_api_call) if self.first_api_call is not None else self.acked
+        points = [self.acked]
+        if self.first_api_call is not None:
+            points.append(self.first_api_call)
+        points += [rt.at for rt in self.round_trips if any(map(_locks_an_outbox, rt.commands))]
+        return min(points)
 
     @property
     def before_ack(self) -> list[RoundTrip]:
@@ -474,7 +562,7 @@ class Window:
 
 async def counted_request(
     ctx: Context,
-    bot: ServerProcess,
+    bot: BotProcesses,
     proxy: RedisCountingProxy,
     request: SignedRequest,
     *,
@@ -514,7 +602,7 @@ def summarize_windows(windows: list[Window]) -> JsonDict:
 
 
 async def declare_counted(
-    ctx: Context, bot: ServerProcess, proxy: RedisCountingProxy, text: str
+    ctx: Context, bot: BotProcesses, proxy: RedisCountingProxy, text: str
 ) -> tuple[Window, str, list[JsonDict]]:
     """Declare from #general; returns the window, the incident's channel and its checklists."""
     before_channels = set(incident_channels(ctx.slack))
@@ -620,21 +708,27 @@ async def phase_accounting(ctx: Context) -> JsonDict:
                 USERS[n % 3], channel, shown, actions[n % len(actions)], checked
             )
             ticks.append(await counted_request(ctx, bot, proxy, request, idle=REFRESH_INTERVAL + 0.5))
+        # Each tick moves the delivery loop's look at the message to RECHECK_S later, so it comes
+        # once, after the last tick: counted apart, it is not any one tick's.
+        recheck_start = time.perf_counter()
+        await asyncio.sleep(RECHECK_S + 1.0)
+        recheck = request_round_trips(proxy.since(recheck_start))
         stats = without_background(await commandstats(ctx.admin), proxy.since(start))
         spaced = summarize_windows(ticks) | {"commandstats_per_tick": per(stats, len(ticks))}
+        spaced["recheck_after_last_tick"] = [round_trip_label(rt) for rt in recheck]
         spaced["commands_per_tick"] = round(sum(stats.values()) / len(ticks), 2)
         spaced["spacing_s"] = summarize([b.sent - a.sent for a, b in itertools.pairwise(ticks)]).p50
         out["spaced_ticks"] = spaced
 
         out["burst"] = await burst(ctx, bot, proxy)
-        out["bot_log_warnings"] = log_warnings(bot.log_path)
+        out["bot_log_warnings"] = log_warnings(bot.log_paths)
     finally:
         await bot.stop()
         await proxy.stop()
     return out
 
 
-async def burst(ctx: Context, bot: ServerProcess, proxy: RedisCountingProxy) -> JsonDict:
+async def burst(ctx: Context, bot: BotProcesses, proxy: RedisCountingProxy) -> JsonDict:
     """`burst_ticks` clicks within one second on one sev2 checklist message (12 items), by three
     people whose clients all show the message as it was when the burst began."""
     count = ctx.options.burst_ticks
@@ -663,7 +757,8 @@ async def burst(ctx: Context, bot: ServerProcess, proxy: RedisCountingProxy) -> 
 
     replies = await asyncio.gather(*(click_at(n, r) for n, r in enumerate(clicks)))
     sent_within = time.perf_counter() - start
-    await ctx.quiesce(idle=REFRESH_INTERVAL + 1.0, timeout=60, proxy=proxy)
+    # Past the delivery loop's look at the message too (RECHECK_S after the last click).
+    await ctx.quiesce(idle=RECHECK_S + 0.5, timeout=60, proxy=proxy)
     stats = without_background(await commandstats(ctx.admin), proxy.since(start))
     calls = ctx.slack.workspace.calls[calls_before:]
     updates = [c for c in calls if c.method == "chat.update" and c.params.get("ts") == ts]
@@ -742,9 +837,9 @@ async def phase_scale(ctx: Context) -> JsonDict:
             step = max(1, len(seeded) // options.reminders)
             others = every_nth(seeded, options.reminders, offset=step // 2)
             out["reminders_at_once"] = await reminders(ctx, schedule, others, spread=0.0)
-            out["bot_log_warnings"] = log_warnings(bot.log_path)
-            out["apscheduler_skipped_polls"] = bot.log_path.read_text(errors="replace").count(
-                APSCHEDULER_SKIPPED
+            out["bot_log_warnings"] = log_warnings(bot.log_paths)
+            out["apscheduler_skipped_polls"] = sum(
+                path.read_text(errors="replace").count(APSCHEDULER_SKIPPED) for path in bot.log_paths
             )
         finally:
             await bot.stop()
@@ -770,7 +865,7 @@ async def memory_per_incident(
     for incident in sample:
         for message in await service.store.checklist_messages(incident.id):
             for item in message.item_ids():
-                await service.tick_item(incident.id, message.ts, item, USERS[1], True)
+                await service.tick_item(incident.id, incident.uid, message.ts, item, USERS[1], True)
         memory = await incident_memory(admin, incident.id)
         ticked.setdefault(incident.severity.value, []).append(sum(k["bytes"] for k in memory.values()))
     shared = {}
@@ -845,6 +940,9 @@ async def run(options: Options) -> JsonDict:
             "redis": redis_info.get("redis_version"),
             "refresh_interval_s": REFRESH_INTERVAL,
             "reminder_poll_s": REMINDER_POLL,
+            "recheck_after_tick_s": RECHECK_S,
+            "delivery": options.delivery,
+            "bot_workers": options.bot_workers,
             "logs": str(log_dir),
         }
         await load.start()
@@ -887,6 +985,13 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--bot-workers", type=int, default=1, help="run the bot with `--workers N` (default 1)"
     )
+    parser.add_argument(
+        "--delivery",
+        choices=DELIVERY_MODES,
+        default="inline",
+        help="inline: the acking process delivers (default); process: `run --delivery none` and a "
+        "separate `incident-bot deliver`",
+    )
     args = parser.parse_args(argv)
     return Options(
         requests=args.requests,
@@ -895,6 +1000,7 @@ def parse_args(argv: list[str] | None) -> Options:
         reminders=min(args.reminders, args.incidents),
         json_path=args.json,
         bot_workers=args.bot_workers,
+        delivery=args.delivery,
     )
 
 

@@ -3,7 +3,9 @@ Slack stand-in shares its event loop.
 
 It reads one job per line on stdin (JSON: url, warm_url, concurrency and pre-signed requests)
 and answers one line of JSON per job: each request's latency, from sending it to having read
-the whole response (the ack), and the wall time of the run.
+the whole response (the ack), and the wall time of the run. With `capture` (a regular
+expression), also when each ack was read (wall clock, comparable with the stand-in's message
+timestamps) and the first match of the expression in its body (e.g. the incident id it names).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
     latencies = [0.0] * len(requests)
     starts = [0.0] * len(requests)
     ends = [0.0] * len(requests)
+    acked_at = [0.0] * len(requests)
+    capture = re.compile(job["capture"]) if job.get("capture") else None
+    captured: list[str | None] = [None] * len(requests)
     statuses: Counter[int] = Counter()
     samples: list[str] = []
     kinds: Counter[str] = Counter()  # response bodies with digits blanked out, to tell acks apart
@@ -57,14 +62,17 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     status, reply = 0, b""
                 end = time.perf_counter()
+                acked_at[index] = time.time()
                 starts[index], ends[index], latencies[index] = start, end, end - start
+                if capture is not None and (found := capture.search(reply.decode(errors="replace"))):
+                    captured[index] = found[0]
                 statuses[status] += 1
                 if len(samples) < SAMPLE_BODIES:
                     samples.append(reply[:300].decode(errors="replace"))
                 kinds[re.sub(r"\d+", "N", reply[:80].decode(errors="replace"))] += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {
+    result: dict[str, Any] = {
         "latencies": latencies,
         "wall": max(ends) - min(starts) if requests else 0.0,
         "statuses": {str(k): v for k, v in statuses.items()},
@@ -72,6 +80,9 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "bodies": dict(kinds.most_common(5)),
         "errors": errors[:5],
     }
+    if capture is not None:
+        result |= {"acked_at": acked_at, "captured": captured}
+    return result
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""The processes a benchmark run owns: a private redis-server, the bot, the floor, the load client.
+"""The processes a benchmark run owns: a private redis-server, the bot (its HTTP process, and its
+delivery process when the Slack work is delivered apart), the floor, the load client.
 
 Each is started here, by its own id, and stopped here; nothing else is touched.
 """
@@ -39,9 +40,23 @@ _BOT_ENV = (
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process, from /proc (10 ms resolution)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    """User + system CPU time of a running process and of its running descendants (uvicorn's
+    worker processes under `--workers N`), from /proc (10 ms resolution)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # it exited meanwhile
+    own = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return own + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children += [int(c) for c in (task / "children").read_text().split()]
+    return children
 
 
 class ServerProcess:
@@ -115,6 +130,52 @@ class ServerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class BotProcesses:
+    """The bot under test: its HTTP process, plus an `incident-bot deliver` process when the Slack
+    work is delivered apart from the acks (the HTTP process then runs with `--delivery none`)."""
+
+    def __init__(self, http: ServerProcess, deliver: ServerProcess | None = None) -> None:
+        self.http = http
+        self.deliver = deliver
+
+    @property
+    def processes(self) -> list[ServerProcess]:
+        return [self.http] if self.deliver is None else [self.http, self.deliver]
+
+    @property
+    def events_url(self) -> str:
+        return self.http.events_url
+
+    @property
+    def healthz_url(self) -> str:
+        return self.http.healthz_url
+
+    @property
+    def log_paths(self) -> list[Path]:
+        return [p.log_path for p in self.processes]
+
+    async def start(self, timeout: float = 20.0) -> tuple[float, Any]:
+        """The delivery process first, so the first request's work is delivered; returns the HTTP
+        process's (start to serving, /healthz body)."""
+        if self.deliver is not None:
+            await self.deliver.start(timeout)
+        try:
+            return await self.http.start(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds() for p in self.processes)
+
+    def cpu_by_process(self) -> dict[str, float]:
+        return {p.name: p.cpu_seconds() for p in self.processes}
+
+    async def stop(self) -> None:
+        for process in reversed(self.processes):
+            await process.stop()
 
 
 class LoadClient:

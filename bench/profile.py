@@ -1,7 +1,8 @@
-"""Where the bot's CPU goes under load: the bot process under py-spy while the load client
+"""Where the bot's CPU goes under load: the bot's HTTP process under py-spy while the load client
 drives declares or ticks at it, and the samples summed by what the code was doing.
 
     .venv/bin/python -m bench.profile --py-spy /path/to/py-spy [--kind tick] [--concurrency 8]
+        [--delivery process [--process deliver]]
 
 py-spy is not a dependency of the project; point --py-spy at an installed binary. Samples
 are taken only while the process runs Python (idle waits are left out), and the share of
@@ -36,9 +37,13 @@ ACTIVITIES = (
     ("  Bolt parsing the form body", "parse_body"),
     ("Bolt listener task (before and after ack)", "run_ack_function_asynchronously"),
     ("  /incident listener", "handle_incident_command"),
-    ("    after the ack: open_incident", "open_incident"),
     ("  checkbox listener", "handle_tick"),
     ("after the ack: ChecklistRefresher._run", "ChecklistRefresher._run"),
+    ("after the ack: the delivery loop, one incident (Delivery.deliver_incident)", "deliver_incident"),
+    ("  one effect: render, call Slack, record (Delivery._attempt)", "_attempt"),
+    ("  re-rendering checklist messages (Delivery._refresh_stale_checklists)", "_refresh_stale_checklists"),
+    ("pydantic: parsing stored JSON (model_validate_json)", "model_validate_json"),
+    ("pydantic: writing JSON (model_dump_json)", "model_dump_json"),
     ("Web API calls (SlackGateway._call)", "SlackGateway._call"),
     ("  opening a new TCP connection (aiohttp BaseConnector.connect)", "BaseConnector.connect"),
     ("response_url posts (respond)", "AsyncWebhookClient.send_dict"),
@@ -87,7 +92,9 @@ async def stop_profiled(bot: ServerProcess) -> None:
     await bot.stop()
 
 
-async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> str:
+async def profile(
+    py_spy: str, kind: str, concurrency: int, requests: int, delivery: str, process: str
+) -> str:
     log_dir = Path(tempfile.mkdtemp(prefix="incident-profile-"))
     output = log_dir / f"{kind}-c{concurrency}.txt"
     redis_server = RedisServer(log_dir / "redis.log")
@@ -99,7 +106,7 @@ async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> st
         async with SlackStandIn() as slack, aiohttp.ClientSession() as session:
             user = SlackUser(slack, "", bench.SIGNING_SECRET)
             ctx = bench.Context(
-                bench.Options(),
+                bench.Options(delivery=delivery),
                 slack,
                 RequestFactory(slack, user),
                 redis_server,
@@ -116,7 +123,8 @@ async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> st
             await ctx.quiesce(idle=0.5, timeout=60, until=lambda: bench.stakeholder_posts(slack) >= len(warm))
             await bot.stop()
 
-            bot.args = [
+            profiled = bot.deliver if process == "deliver" and bot.deliver is not None else bot.http
+            profiled.args = [
                 py_spy,
                 "record",
                 "--rate",
@@ -126,7 +134,7 @@ async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> st
                 "--output",
                 str(output),
                 "--",
-                *bot.args,
+                *profiled.args,
             ]
             await bot.start()
             if kind == "declare":
@@ -135,7 +143,8 @@ async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> st
                 batch = bench.tick_requests(ctx, bench.incident_channels(slack)[:32], requests)
             result = await bench.run_load(ctx, bot, batch, concurrency)
             await ctx.quiesce(idle=1.0, timeout=60)
-            await stop_profiled(bot)
+            await stop_profiled(profiled)
+            await bot.stop()
             figures = bench.latency_figures(result, 0.0)
     finally:
         await load.stop()
@@ -144,7 +153,7 @@ async def profile(py_spy: str, kind: str, concurrency: int, requests: int) -> st
     lines = [
         f"{kind} x {requests} at concurrency {concurrency}: ack p50 {figures['p50']:.1f} ms, "
         f"p99 {figures['p99']:.1f} ms, {figures['throughput']:.0f} req/s",
-        f"share of the bot's event-loop CPU samples (py-spy, raw samples in {output}):",
+        f"share of the event-loop CPU samples of {profiled.name} (py-spy, raw samples in {output}):",
     ]
     lines += [f"  {share * 100:5.1f}%  {label}" for label, share in summarize_profile(output.read_text())]
     return "\n".join(lines)
@@ -156,8 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", choices=("declare", "tick"), default="tick")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--delivery", choices=bench.DELIVERY_MODES, default="inline", help="as for bench.bench"
+    )
+    parser.add_argument(
+        "--process",
+        choices=("http", "deliver"),
+        default="http",
+        help="which process to profile; deliver needs --delivery process (default http)",
+    )
     args = parser.parse_args(argv)
-    print(asyncio.run(profile(args.py_spy, args.kind, args.concurrency, args.requests)))
+    if args.process == "deliver" and args.delivery != "process":
+        parser.error("--process deliver needs --delivery process")
+    run = profile(args.py_spy, args.kind, args.concurrency, args.requests, args.delivery, args.process)
+    print(asyncio.run(run))
     return 0
 
 

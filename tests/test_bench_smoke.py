@@ -4,13 +4,58 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bench
-from bench.redis_proxy import RespRequestParser
+from bench import bench, report
+from bench.redis_proxy import RespRequestParser, RoundTrip
 from bench.stats import percentile, summarize
+from bot import keys
 
 
 def test_the_bench_module_imports_and_names_the_bots_scripts() -> None:
-    assert set(bench.SCRIPTS.values()) == {"tick", "schedule", "cancel", "claim", "confirm"}
+    named = set(bench.SCRIPTS.values())
+    assert {"tick", "create", "claim_outbox", "schedule", "claim", "confirm"} <= named
+    assert len(named) == len(bench.SCRIPTS)  # no two scripts share a name
+
+
+def test_background_and_delivery_round_trips_are_told_apart() -> None:
+    assert bench.command_label(("SET", keys.process_alive("ab12"), "1", "PX")) == bench.HEARTBEAT
+    assert bench.command_label(("SET", keys.incident("INC-1"), "{}")) == "SET"
+    assert bench.is_background(RoundTrip(1, 0.0, [("PING",), ("SET", keys.process_alive("x"), "1")]))
+    locks = RoundTrip(1, 2.0, [("SET", keys.delivery_lock("INC-7"), "owner", "NX")])
+    window = bench.Window(
+        sent=0.0,
+        acked=5.0,
+        ended=9.0,
+        status=200,
+        round_trips=[RoundTrip(1, 1.0, [("GET", "k")]), locks],
+        api_calls=[],
+    )
+    assert window.ack_point == 2.0  # the delivery loop locked the outbox before the ack was read
+    assert [bench.round_trip_label(rt) for rt in window.before_ack] == ["GET"]
+
+
+def test_the_report_sets_each_ack_p99_against_one_and_a_half_times_the_floor() -> None:
+    level = {
+        "concurrency": 8,
+        "requests": 10,
+        "messages": 4,
+        "floor": {"p50": 10.0, "p95": 12.0, "p99": 20.0, "throughput": 500.0, "cpu_ms_per_request": 0.5},
+        "bot": {
+            "p50": 11.0, "p95": 20.0, "p99": 29.0, "throughput": 400.0, "cpu_ms_per_request": 2.0,
+            "cpu_ms_per_request_by_process": {"bot": 1.0, "bot-deliver": 1.0}, "statuses": {"200": 10},
+            "web_api_calls_per_request": 1.0,
+            "ack_to_last_checklist": {"ms": None, "declares": 10, "incomplete": 10},
+        },
+    }  # fmt: skip
+    verdicts: list[report.Verdict] = []
+    lines = report.latency_section(
+        {"start_to_serving_empty": {"floor": 0.4, "bot": 0.5}, "commands": [], "ticks": [level]},
+        verdicts,
+        {},
+        "process",
+    )
+    [verdict] = verdicts
+    assert verdict.met and "29.00 ms vs target 30.00 ms" in verdict.figure
+    assert any("bot 1.00 + bot-deliver 1.00" in line for line in lines)
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
