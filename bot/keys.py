@@ -75,8 +75,9 @@ OUTBOX_DUE = "outbox:{delivery}:due"  # ZSET incident id -> when to look (unix s
 
 
 def declare_request(request_id: str) -> str:
-    """STRING: the incident a declaring request created, so a retried request creates none."""
-    return f"request:{{{request_id}}}:declared"
+    """STRING: the number a declaring request took, so a retried request takes none. In the slot
+    of SEQUENCE (a key without braces hashes whole), so one script takes both."""
+    return f"request:{{{SEQUENCE}}}:{request_id}"
 
 
 def process_alive(owner: str) -> str:

@@ -162,8 +162,7 @@ class IncidentService:
         A retry of the same request (same `request_id`) returns the incident it declared."""
         now = self.clock()
         spec = self.severity_spec(severity)
-        fresh_id, _ = await self.store.next_incident_id()
-        incident_id = await self.store.claim_declaration(request_id, fresh_id)
+        incident_id, number = await self.store.number_for(request_id)
         if not create_channel:
             holder = await self.store.claim_channel(origin_channel, incident_id)
             if holder is not None:
@@ -172,7 +171,7 @@ class IncidentService:
         incident = Incident(
             id=incident_id,
             uid=secrets.token_hex(8),
-            number=int(incident_id.removeprefix("INC-")),
+            number=number,
             severity=severity,
             title=title or DEFAULT_TITLE,
             declared_by=declared_by,

@@ -9,14 +9,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from bot import keys
@@ -81,6 +82,15 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return redis.call('GET', K
 redis.call('RPUSH', KEYS[2], ARGV[2])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 1
+"""
+
+# The number of a declaring request: the one its first try took, else the next one.
+_NUMBER = """
+local taken = redis.call('GET', KEYS[2])
+if taken then return tonumber(taken) end
+local number = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], number, 'EX', ARGV[1])
+return number
 """
 
 # Claim incidents whose outbox is due: each claimed one moves a lease into the future, and the
@@ -194,6 +204,10 @@ def embedded() -> aioredis.Redis:
     return client
 
 
+def _queue_script(pipe: Pipeline, script: AsyncScript, key_names: list[str], args: list[Any]) -> None:
+    pipe.evalsha(script.sha, len(key_names), *key_names, *args)
+
+
 def _pairs(flat: list[str]) -> Iterable[tuple[str, str]]:
     return zip(flat[0::2], flat[1::2], strict=True)
 
@@ -203,11 +217,13 @@ class IncidentStore:
         self.redis = redis
         self._tick = redis.register_script(_TICK_SCRIPT)
         self._create = redis.register_script(_CREATE_SCRIPT)
+        self._number = redis.register_script(_NUMBER)
         self._claim_outbox = redis.register_script(_CLAIM_OUTBOX)
         self._finish_outbox = redis.register_script(_FINISH_OUTBOX)
         self._unlock = redis.register_script(_UNLOCK)
         self._take_lock = redis.register_script(_TAKE_LOCK)
         self._pre_hint = redis.register_script(_PRE_HINT)
+        self._scripts = [self._tick, self._create, self._number, self._pre_hint]
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._replace_holder = redis.register_script(_REPLACE_HOLDER)
 
@@ -221,9 +237,13 @@ class IncidentStore:
     # -- incidents ---------------------------------------------------------------------------
 
     @translate_errors
-    async def next_incident_id(self) -> tuple[str, int]:
-        number = int(await self.redis.incr(keys.SEQUENCE))
-        return incident_id_for(number), number
+    async def number_for(self, request_id: str) -> tuple[str, int]:
+        """The next incident number, for a declaring request: a retry of the same request (its
+        answer lost) gets the number its first try took, and numbers never repeat."""
+        number = await self._retrying(
+            lambda: self._number(keys=[keys.SEQUENCE, keys.declare_request(request_id)], args=[86400])
+        )
+        return incident_id_for(int(number)), int(number)
 
     @translate_errors
     async def create_incident(
@@ -237,35 +257,43 @@ class IncidentStore:
         args = [incident.model_dump_json(), event.model_dump_json()]
         for effect in effects:
             args += [effect.id, effect.model_dump_json()]
-        # A hint before the write, for later: if this process dies right after the write, the
-        # delivery loops still find its work; if the write never happened, they find nothing.
-        await self._hint_before(incident.id, incident.declared_at)
-        created = await self._retrying(
-            lambda: self._create(
-                keys=[keys.incident(incident.id), keys.timeline(incident.id), keys.outbox(incident.id)],
-                args=args,
-            )
-        )
+        create_keys = [keys.incident(incident.id), keys.timeline(incident.id), keys.outbox(incident.id)]
+
+        def queue(pipe: Pipeline) -> None:
+            # A hint before the write, for later: if this process dies right after the write,
+            # the delivery loops still find its work; if it never happened, they find nothing.
+            self._queue_hint_before(pipe, incident.id, incident.declared_at)
+            _queue_script(pipe, self._create, create_keys, args)
+
+        _, created = await self._retrying(lambda: self._pipeline(queue))
         if created != 1:
             stored = Incident.model_validate_json(created)
             if not stored.has_applied(request_id):
                 raise IncidentExists(f"incident {incident.id} already exists")
             incident = stored
-        # The open-incidents index lives in its own slot, so it is written after the incident.
-        await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
-        await self.hint(incident.id, incident.declared_at)  # and now, for at once
+        # The open-incidents index lives in its own slot, so it is written after the incident; and
+        # the hint again, due at once now that the work is there.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
+            pipe.zadd(keys.OUTBOX_DUE, {incident.id: incident.declared_at.timestamp()})
+            await pipe.execute()
         return incident
 
-    @translate_errors
-    async def claim_declaration(self, request_id: str, incident_id: str) -> str:
-        """The incident id this declaring request uses: `incident_id`, unless a first try of
-        the same request already took one."""
-        key = keys.declare_request(request_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, incident_id, nx=True, ex=86400)
-            pipe.get(key)
-            _, taken = await pipe.execute()
-        return str(taken)
+    async def _pipeline(self, queue: Callable[[Pipeline], None]) -> list[Any]:
+        """One round trip of commands and scripts (by sha: redis-py would otherwise ask
+        SCRIPT EXISTS first, a round trip of its own); scripts are loaded only when Redis has
+        lost them (a restart, a failover) and the commands are then sent again."""
+        for attempt in range(2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    queue(pipe)
+                    return list(await pipe.execute())
+            except NoScriptError:
+                if attempt:
+                    raise
+                for script in self._scripts:
+                    await self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def _retrying(self, write: Callable[[], Awaitable[R]]) -> R:
         """Run an idempotent write again while its answer is lost, within the request's budget."""
@@ -435,6 +463,8 @@ class IncidentStore:
         pipe.hset(keys.messages(incident_id), message.ts, message.model_dump_json())
         pipe.hset(keys.items(incident_id), mapping={i: message.ts for i in message.item_ids()})
         pipe.hsetnx(keys.revisions(incident_id), message.ts, 0)
+        # Posted as revision 0, with no ticks: what Slack shows is already what Redis holds.
+        pipe.hsetnx(keys.shown(incident_id), message.ts, 0)
 
     @translate_errors
     async def checklist_messages(self, incident_id: str) -> list[ChecklistMessage]:
@@ -457,10 +487,12 @@ class IncidentStore:
 
         One round trip: a hint that the delivery loop checks the message at `recheck_at` (in case
         this process fails to re-render it), then the tick itself."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        def queue(pipe: Pipeline) -> None:
             pipe.zadd(keys.OUTBOX_DUE, {incident_id: recheck_at.timestamp()})
-            await self._tick(
-                keys=[
+            _queue_script(
+                pipe,
+                self._tick,
+                [
                     keys.messages(incident_id),
                     keys.items(incident_id),
                     keys.ticks(incident_id),
@@ -468,7 +500,7 @@ class IncidentStore:
                     keys.timeline(incident_id),
                     keys.incident(incident_id),
                 ],
-                args=[
+                [
                     message_ts,
                     item,
                     "1" if tick is not None else "0",
@@ -476,9 +508,9 @@ class IncidentStore:
                     event.model_dump_json(),
                     uid,
                 ],
-                client=pipe,
             )
-            _, reply = await pipe.execute()
+
+        _, reply = await self._pipeline(queue)
         if reply[0] == "stale":
             raise StaleReference(f"{incident_id} is not the incident {uid}")
         if reply[0] == "no_message":
@@ -560,8 +592,11 @@ class IncidentStore:
         return due + waiting
 
     async def _hint_before(self, incident_id: str, at: datetime) -> None:
+        await self._pipeline(lambda pipe: self._queue_hint_before(pipe, incident_id, at))
+
+    def _queue_hint_before(self, pipe: Pipeline, incident_id: str, at: datetime) -> None:
         later = (at + HINT_GRACE).timestamp()
-        await self._pre_hint(keys=[keys.OUTBOX_DUE], args=[incident_id, repr(later)])
+        _queue_script(pipe, self._pre_hint, [keys.OUTBOX_DUE], [incident_id, repr(later)])
 
     @translate_errors
     async def claim_outboxes(self, now: datetime, lease: float, limit: int = 50) -> list[OutboxClaim]:

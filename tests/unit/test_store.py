@@ -135,7 +135,7 @@ async def seed_checklists(store: IncidentStore) -> tuple[Incident, ChecklistMess
 
 
 async def test_incident_keys_carry_the_id_as_a_hash_tag(store: IncidentStore) -> None:
-    incident_id, number = await store.next_incident_id()
+    incident_id, number = await store.number_for("req-keys")
     incident = await create(store, make_incident(number), works=[PostHeader()])
     await store.update_incident(
         incident_id, lambda i: Change(i.in_channel("C9", "inc-1", True, NOW), works=[PostHeader()])
@@ -156,9 +156,12 @@ async def test_incident_keys_carry_the_id_as_a_hash_tag(store: IncidentStore) ->
         "incident:{INC-1}:items",
         "incident:{INC-1}:ticks",
         "incident:{INC-1}:revs",
+        "incident:{INC-1}:shown",
         "incident:{INC-1}:outbox",
     }
-    assert found - per_incident == {keys.SEQUENCE, keys.OPEN, keys.BY_CHANNEL, keys.OUTBOX_DUE}
+    request = keys.declare_request("req-keys")
+    assert found - per_incident == {keys.SEQUENCE, request, keys.OPEN, keys.BY_CHANNEL, keys.OUTBOX_DUE}
+    assert key_slot(request.encode()) == key_slot(keys.SEQUENCE.encode())  # one script takes both
     assert len({key_slot(k.encode()) for k in per_incident}) == 1  # one Redis Cluster slot
     assert all(re.fullmatch(r"incident:\{INC-1\}(:[a-z]+)?", k) for k in per_incident)
 
@@ -166,8 +169,12 @@ async def test_incident_keys_carry_the_id_as_a_hash_tag(store: IncidentStore) ->
 # -- incidents ---------------------------------------------------------------------------------
 
 
-async def test_next_incident_ids_count_up(store: IncidentStore) -> None:
-    assert [await store.next_incident_id() for _ in range(3)] == [("INC-1", 1), ("INC-2", 2), ("INC-3", 3)]
+async def test_incident_numbers_count_up_once_per_request(store: IncidentStore) -> None:
+    taken = [await store.number_for(f"req-{n}") for n in range(3)]
+    assert taken == [("INC-1", 1), ("INC-2", 2), ("INC-3", 3)]
+    # A retried request (its answer lost) gets the number its first try took.
+    assert await store.number_for("req-1") == ("INC-2", 2)
+    assert await store.number_for("req-9") == ("INC-4", 4)
 
 
 async def test_create_and_get_incident_round_trip(store: IncidentStore) -> None:
@@ -516,7 +523,7 @@ async def test_checklist_messages_in_posting_order(store: IncidentStore) -> None
 
 
 async def test_stored_values_are_json_never_pickles(store: IncidentStore) -> None:
-    assert await store.next_incident_id() == ("INC-1", 1)
+    assert await store.number_for("req-json") == ("INC-1", 1)
     incident, assess, _ = await seed_checklists(store)
     await store.index_channel("C1", incident.id)
     await tick(store, incident, TS_ASSESS, assess.item_ids()[0], Tick(by="U2", at=NOW), tick_event("x"))
@@ -544,7 +551,7 @@ async def test_stored_values_are_json_never_pickles(store: IncidentStore) -> Non
 
 UNREACHABLE_CALLS = {
     "ping": lambda s: s.ping(),
-    "next_incident_id": lambda s: s.next_incident_id(),
+    "number_for": lambda s: s.number_for("req-1"),
     "create_incident": lambda s: s.create_incident(make_incident(), declared(make_incident()), [], "req-1"),
     "get_incident": lambda s: s.get_incident("INC-1"),
     "update_incident": lambda s: s.update_incident("INC-1", lambda i: Change(i)),
