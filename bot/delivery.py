@@ -105,6 +105,7 @@ class Delivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._busy = 0
+        self._stopping = False
         self.owner = secrets.token_hex(8)  # this process, in the locks it holds
         self._beaten_at = 0.0
 
@@ -116,23 +117,35 @@ class Delivery:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="incident-bot-delivery")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Finish the delivery under way (within `grace` seconds), then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({self._task}, timeout=grace)
+        if not done:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
 
     @property
     def idle(self) -> bool:
         return self._busy == 0 and not self._wake.is_set()
 
     async def _run(self) -> None:
-        while True:
+        # A stop flag rather than cancellation: Python 3.11's wait_for can swallow a cancel that
+        # arrives as its timeout fires, which left shutdown waiting for this task forever.
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll)
+                async with asyncio.timeout(self.config.poll):
+                    await self._wake.wait()
+            if self._stopping:
+                return
             self._wake.clear()
             self._busy += 1
             try:
