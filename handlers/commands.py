@@ -22,6 +22,9 @@ from handlers.updates import MODAL_FAILED, open_update_modal
 
 log = logging.getLogger(__name__)
 
+# How long a command's trigger_id is remembered, so that Slack re-sending the command is known.
+RESENT_WITHIN = 600.0
+
 
 async def handle_incident_command(
     ack: AsyncAck, body: dict[str, object], respond: AsyncRespond, context: AsyncBoltContext
@@ -88,8 +91,11 @@ async def _in_incident(
         await ack(text=already_resolved(incident), response_type="ephemeral")
         return
     if parsed.kind == "update":
+        # A re-sent command opens nothing more: its trigger_id was spent on the modal already
+        # open, and views.open failing on it again must not tell the user to try again.
+        first = await deps.service.store.first_request(f"modal:{request_id}", seconds=RESENT_WITHIN)
         await ack()
-        if not await open_update_modal(deps, incident, command.trigger_id):
+        if first and not await open_update_modal(deps, incident, command.trigger_id):
             await respond(text=MODAL_FAILED, response_type="ephemeral")
         return
     resolved, _ = await deps.service.resolve(incident.id, command.user_id, request_id)
