@@ -12,6 +12,9 @@ PREFIX = "incident"
 SEQUENCE = "incidents:seq"  # INCR -> the next incident number
 OPEN = "incidents:open"  # ZSET incident id -> declared at (unix seconds)
 BY_CHANNEL = "incidents:by-channel"  # HASH channel id -> incident id
+# HASH channel id -> when a declaration claimed that borrowed channel (unix seconds); in the slot
+# of BY_CHANNEL (a key without braces hashes whole), so one script writes both.
+CLAIMED_AT = "claimed-at:{incidents:by-channel}"
 
 
 def incident(incident_id: str) -> str:

@@ -134,6 +134,19 @@ if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]
 return 1
 """
 
+# Claim a borrowed channel for ARGV[3] if its holder is ARGV[2] ('' for none), noting when;
+# returns '' when claimed, else the holder there is.
+_CLAIM_CHANNEL = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if holder ~= ARGV[2] and holder ~= ARGV[3] then return holder end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return ''
+"""
+
+# A declaration stores its incident within WRITE_RETRY_BUDGET of claiming a borrowed channel.
+CLAIM_GRACE = 10.0
+
 # Compare-and-set of a borrowed channel's holder ('' releases it).
 _REPLACE_HOLDER = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -226,6 +239,7 @@ class IncidentStore:
         self._scripts = [self._tick, self._create, self._number, self._pre_hint]
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._replace_holder = redis.register_script(_REPLACE_HOLDER)
+        self._claim = redis.register_script(_CLAIM_CHANNEL)
 
     @translate_errors
     async def ping(self) -> bool:
@@ -372,20 +386,27 @@ class IncidentStore:
     @translate_errors
     async def claim_channel(self, channel_id: str, incident_id: str) -> str | None:
         """Make `incident_id` the open incident of a borrowed channel. Returns the id of another
-        open incident that holds the channel (and then changes nothing), else None."""
+        open incident that holds the channel (and then changes nothing), else None.
+
+        A holder whose record is not stored may be a declaration still being stored (it claims
+        the channel first): it keeps the channel for CLAIM_GRACE, and only then counts as gone."""
+        index = [keys.BY_CHANNEL, keys.CLAIMED_AT]
         for _ in range(5):
-            holder = await self.redis.hget(keys.BY_CHANNEL, channel_id)
-            if holder is None:
-                if await self.redis.hsetnx(keys.BY_CHANNEL, channel_id, incident_id):
-                    return None
-                continue
+            now = time.time()
+            holder = await self._claim(keys=index, args=[channel_id, "", incident_id, now])
+            if not holder:
+                return None
             if holder == incident_id:
                 return None
             raw = await self.redis.get(keys.incident(str(holder)))
             if raw is not None and not Incident.model_validate_json(raw).is_resolved:
                 return str(holder)
+            if raw is None:
+                claimed_at = await self.redis.hget(keys.CLAIMED_AT, channel_id)
+                if claimed_at is not None and now - float(claimed_at) < CLAIM_GRACE:
+                    return str(holder)
             # A resolved or vanished holder: take the channel over, if nobody else did meanwhile.
-            if await self._replace_holder(keys=[keys.BY_CHANNEL], args=[channel_id, holder, incident_id]):
+            if not await self._claim(keys=index, args=[channel_id, holder, incident_id, now]):
                 return None
         raise StoreUnavailable("the channel index kept changing", written=False)
 

@@ -583,3 +583,14 @@ async def test_unreachable_redis_raises_store_unavailable(
     with pytest.raises(StoreUnavailable):
         await call(unreachable_store)
     assert loop.time() - started < 2  # well inside Slack's 3-second budget
+
+
+async def test_a_channel_claimed_by_a_declaration_not_stored_yet_stays_claimed(store: IncidentStore) -> None:
+    # INC-1 claimed the borrowed channel and is still being stored: INC-2 must not take it.
+    assert await store.claim_channel("C1", "INC-1") is None
+    assert await store.claim_channel("C1", "INC-2") == "INC-1"
+    assert await store.redis.hget(keys.BY_CHANNEL, "C1") == "INC-1"
+    # Long after, a holder that never got stored is gone: the channel can be claimed.
+    await store.redis.hset(keys.CLAIMED_AT, "C1", "1000")
+    assert await store.claim_channel("C1", "INC-2") is None
+    assert await store.redis.hget(keys.BY_CHANNEL, "C1") == "INC-2"
