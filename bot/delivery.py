@@ -490,7 +490,7 @@ class Delivery:
             if result.ok or not result.retryable:
                 if not result.ok:
                     log.warning("%s: checklist %s can't be re-rendered: %s", incident_id, ts, result.error)
-                await self.store.mark_shown(incident_id, ts, state.rev)
+                await self.store.mark_shown(incident_id, ts, state.rev)  # newest read again later
             else:
                 wait = result.retry_after or self.config.backoff_base
                 retry_in = wait if retry_in is None else min(retry_in, wait)

@@ -71,12 +71,14 @@ class ChecklistRefresher:
                     await asyncio.sleep(self.retry_delay)
                     continue
                 retries = 0
-                if sent.ok:
-                    await self.service.checklist_shown(key[0], key[1], state.rev)
+                shown = state.rev if sent.ok else None
                 await asyncio.sleep(self.min_interval)  # clicks arriving now join the next update
                 if key in self._pending:
+                    if shown is not None:
+                        await self.service.checklist_shown(key[0], key[1], shown)
                     continue
-                if await self.service.message_revision(*key) != state.rev:
+                # One round trip: record what Slack accepted, and read the newest revision.
+                if await self.service.checklist_shown(key[0], key[1], shown) != state.rev:
                     fresh = await self.service.message_state(*key)
                     self._newest[key] = max(fresh.rev, self._newest.get(key, -1))
                     self._pending[key] = fresh

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from bot import keys
 from bot.models import Claim
-from bot.store import translate_errors
+from bot.store import QueuedScript, translate_errors
 
 # ARGV holds (member, due, every) triples: several members are (re)scheduled in one call.
 _SCHEDULE = """
@@ -92,10 +92,15 @@ class ScheduleStore:
     @translate_errors
     async def schedule_many(self, entries: list[tuple[str, datetime, timedelta]]) -> None:
         """Several `schedule` calls in one script call: one round trip."""
-        args: list[str | float] = []
+        call = self.scheduling(entries)
+        await self._schedule(keys=call.keys, args=call.args)
+
+    def scheduling(self, entries: list[tuple[str, datetime, timedelta]]) -> QueuedScript:
+        """`schedule_many` as a script call, to send in another write's round trip."""
+        args: list[Any] = []
         for member, due_at, every in entries:
             args += [member, _ts(due_at), every.total_seconds()]
-        await self._schedule(keys=keys.SCHEDULE_KEYS, args=args)
+        return QueuedScript(self._schedule, list(keys.SCHEDULE_KEYS), args)
 
     @translate_errors
     async def cancel(self, member: str) -> None:

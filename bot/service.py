@@ -44,7 +44,7 @@ from bot.models import (
 )
 from bot.playbook import Playbook, SeveritySpec
 from bot.schedule_store import ScheduleStore
-from bot.store import Change, IncidentStore
+from bot.store import Change, IncidentStore, QueuedScript
 
 DEFAULT_TITLE = "Untitled incident"
 IMPACT_MAX_CHARS = 1000
@@ -196,10 +196,13 @@ class IncidentService:
         event = TimelineEvent(
             at=now, kind=EventKind.DECLARED, by=declared_by, text=f"Declared {spec.label}: {incident.title}"
         )
-        incident = await self.store.create_incident(incident, event, works, request_id)
-        assert incident.next_update_due is not None
-        await self.schedule.schedule(incident.id, incident.next_update_due, spec.update_every)
-        return incident
+        def reminders(stored: Incident) -> QueuedScript:
+            # From the stored incident: a retried request keeps the due time its first try set.
+            assert stored.next_update_due is not None
+            every = self.severity_spec(stored.severity).update_every
+            return self.schedule.scheduling([(stored.id, stored.next_update_due, every)])
+
+        return await self.store.create_incident(incident, event, works, request_id, also=reminders)
 
     async def get_incident(self, incident_id: str, uid: str | None = None) -> Incident:
         """The incident; with `uid`, only if it is still the incident that reference was made for."""
@@ -426,11 +429,10 @@ class IncidentService:
     async def message_state(self, incident_id: str, message_ts: str) -> MessageState:
         return await self.store.message_state(incident_id, message_ts)
 
-    async def message_revision(self, incident_id: str, message_ts: str) -> int:
-        return await self.store.message_revision(incident_id, message_ts)
-
-    async def checklist_shown(self, incident_id: str, message_ts: str, rev: int) -> None:
-        await self.store.mark_shown(incident_id, message_ts, rev)
+    async def checklist_shown(self, incident_id: str, message_ts: str, rev: int | None) -> int:
+        """Record that Slack accepted revision `rev` of a checklist message (None: nothing new);
+        returns the message's newest revision."""
+        return await self.store.mark_shown(incident_id, message_ts, rev)
 
 
 def _resolution_works() -> list[Work]:

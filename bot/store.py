@@ -186,6 +186,15 @@ class Change:
 
 
 @dataclass(frozen=True)
+class QueuedScript:
+    """A script call to send in a round trip of another store's (by sha)."""
+
+    script: AsyncScript
+    keys: list[str]
+    args: list[Any]
+
+
+@dataclass(frozen=True)
 class OutboxClaim:
     incident_id: str
     token: str
@@ -236,10 +245,11 @@ class IncidentStore:
         self._unlock = redis.register_script(_UNLOCK)
         self._take_lock = redis.register_script(_TAKE_LOCK)
         self._pre_hint = redis.register_script(_PRE_HINT)
-        self._scripts = [self._tick, self._create, self._number, self._pre_hint]
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._replace_holder = redis.register_script(_REPLACE_HOLDER)
         self._claim = redis.register_script(_CLAIM_CHANNEL)
+        # Sent by sha in pipelines: loaded again if Redis lost them.
+        self._scripts = [self._tick, self._create, self._number, self._pre_hint, self._mark_shown]
 
     @translate_errors
     async def ping(self) -> bool:
@@ -261,12 +271,18 @@ class IncidentStore:
 
     @translate_errors
     async def create_incident(
-        self, incident: Incident, event: TimelineEvent, works: list[Work], request_id: str
+        self,
+        incident: Incident,
+        event: TimelineEvent,
+        works: list[Work],
+        request_id: str,
+        also: Callable[[Incident], QueuedScript] | None = None,
     ) -> Incident:
         """Store a new incident, its first event and its Slack work; never touches another incident.
 
         Safe to retry with the same request: an incident that this request already stored is
-        returned as it is."""
+        returned as it is. `also(stored incident)` is sent in the round trip after the write
+        (the reminder schedule)."""
         effects = effects_for(incident.revision, works)
         args = [incident.model_dump_json(), event.model_dump_json()]
         for effect in effects:
@@ -287,13 +303,21 @@ class IncidentStore:
             incident = stored
         # The open-incidents index lives in its own slot, so it is written after the incident; and
         # the hint again, due at once now that the work is there.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()})
-            pipe.zadd(keys.OUTBOX_DUE, {incident.id: incident.declared_at.timestamp()})
-            await pipe.execute()
+        stored = incident
+        extra = also(stored) if also is not None else None
+
+        def after(pipe: Pipeline) -> None:
+            pipe.zadd(keys.OPEN, {stored.id: stored.declared_at.timestamp()})
+            pipe.zadd(keys.OUTBOX_DUE, {stored.id: stored.declared_at.timestamp()})
+            if extra is not None:
+                _queue_script(pipe, extra.script, extra.keys, extra.args)
+
+        await self._pipeline(after, [extra.script] if extra is not None else [])
         return incident
 
-    async def _pipeline(self, queue: Callable[[Pipeline], None]) -> list[Any]:
+    async def _pipeline(
+        self, queue: Callable[[Pipeline], None], others: list[AsyncScript] | None = None
+    ) -> list[Any]:
         """One round trip of commands and scripts (by sha: redis-py would otherwise ask
         SCRIPT EXISTS first, a round trip of its own); scripts are loaded only when Redis has
         lost them (a restart, a failover) and the commands are then sent again."""
@@ -305,7 +329,7 @@ class IncidentStore:
             except NoScriptError:
                 if attempt:
                     raise
-                for script in self._scripts:
+                for script in [*self._scripts, *(others or [])]:
                     await self.redis.script_load(script.script)
         raise AssertionError("unreachable")
 
@@ -578,8 +602,15 @@ class IncidentStore:
         return bool(await self.redis.set(f"once:{{{name}}}", "1", nx=True, px=int(seconds * 1000)))
 
     @translate_errors
-    async def mark_shown(self, incident_id: str, message_ts: str, rev: int) -> None:
-        await self._mark_shown(keys=[keys.shown(incident_id)], args=[message_ts, rev])
+    async def mark_shown(self, incident_id: str, message_ts: str, rev: int | None) -> int:
+        """Record that Slack accepted revision `rev` (if any); returns the newest revision."""
+
+        def queue(pipe: Pipeline) -> None:
+            if rev is not None:
+                _queue_script(pipe, self._mark_shown, [keys.shown(incident_id)], [message_ts, rev])
+            pipe.hget(keys.revisions(incident_id), message_ts)
+
+        return int((await self._pipeline(queue))[-1] or 0)
 
     @translate_errors
     async def stale_messages(self, incident_id: str) -> list[str]:

@@ -85,3 +85,46 @@ async def test_a_declaration_is_finished_by_another_process_after_kill_9(
         finally:
             await stop_bot_process(first)
             await stop_bot_process(second)
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["slack-did-it", "slack-did-not"])
+async def test_a_resolution_is_finished_by_another_process_after_kill_9(
+    redis_process: RedisServer, applied: bool
+) -> None:
+    async with SlackStandIn() as slack:
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.url,
+            "REDIS_URL": redis_process.url,
+            "INCIDENT_STAKEHOLDER_CHANNEL": MANAGERS,
+        }
+        env.pop("SLACK_APP_TOKEN", None)
+        ports = [free_port(), free_port()]
+        first = await start_bot_process(env, http_healthy(ports[0]), args=["--port", str(ports[0])])
+        second = await start_bot_process(env, http_healthy(ports[1]), args=["--port", str(ports[1])])
+        final = "INC-1 resolved: Checkout requests failing"
+        try:
+            user = SlackUser(slack, f"http://127.0.0.1:{ports[0]}/slack/events", SIGNING_SECRET)
+            await user.slash_command(ALICE, GENERAL, "sev2 Checkout requests failing")
+            await eventually(lambda: len(slack.messages(MANAGERS)) == 1, timeout=10)
+            channel = slack.channel_by_name(CHANNEL)
+            assert channel is not None
+            fault = slack.faults.hang(
+                "chat.postMessage", 60, applied=applied, match=lambda p: p.get("channel") == channel.id
+            )
+            reply = await user.slash_command(ALICE, channel.id, "resolve")
+            assert "Resolving" in str(reply.body)
+            await eventually(lambda: not fault.armed, timeout=10)
+            await stop_bot_process(first)
+
+            def resolutions(where: str) -> int:
+                return len([m for m in slack.messages(where) if m.text == final])
+
+            await eventually(lambda: resolutions(MANAGERS) == 1, timeout=20)
+            await eventually(lambda: "Resolved" in slack.messages(channel.id)[0].text, timeout=10)
+            assert resolutions(channel.id) == 1
+        finally:
+            await stop_bot_process(first)
+            await stop_bot_process(second)

@@ -30,10 +30,9 @@ class Store:
         self.rev = rev
         self.shown: list[int] = []  # revisions recorded as accepted by Slack
 
-    async def checklist_shown(self, incident_id: str, ts: str, rev: int) -> None:
-        self.shown.append(rev)
-
-    async def message_revision(self, incident_id: str, ts: str) -> int:
+    async def checklist_shown(self, incident_id: str, ts: str, rev: int | None) -> int:
+        if rev is not None:
+            self.shown.append(rev)
         return self.rev
 
     async def message_state(self, incident_id: str, ts: str) -> MessageState:
