@@ -57,6 +57,9 @@ CHANNEL_REFUSALS = {
     "restricted_action": "this workspace restricts who can create channels",
     "no_permission": "the app may not create channels here",
 }
+# Incidents claimed at a time; a full batch is followed by another at once.
+CLAIM_BATCH = 50
+
 # Refusals of a post that mean "the bot cannot see or write in that channel".
 NOT_THERE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 
@@ -166,7 +169,7 @@ class Delivery:
     async def deliver_due(self) -> int:
         """Deliver the outbox of every incident due now; returns how many were looked at."""
         await self._beat()
-        claims = await self.store.claim_outboxes(self.clock(), self.config.lease)
+        claims = await self.store.claim_outboxes(self.clock(), self.config.lease, CLAIM_BATCH)
         slots = asyncio.Semaphore(self.config.concurrency)
 
         async def one(claim: OutboxClaim) -> None:
@@ -178,6 +181,8 @@ class Delivery:
             if isinstance(result, Exception):
                 # Its lease expires and it is looked at again then.
                 log.error("delivery for %s failed: %r", claim.incident_id, result)
+        if len(claims) == CLAIM_BATCH:
+            self._wake.set()  # more may be due: look again at once, not at the next poll
         return len(claims)
 
     async def deliver_incident(self, claim: OutboxClaim) -> None:

@@ -6,15 +6,18 @@ Slack accepted it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from bot.delivery import deliver_digest
 from bot.errors import StoreUnavailable
-from bot.service import IncidentService
+from bot.service import IncidentService, ReminderDue
 from bot.slack_gateway import SlackGateway
 
 log = logging.getLogger(__name__)
+
+QUEUE_CONCURRENCY = 16
 
 
 async def deliver_due(
@@ -29,12 +32,18 @@ async def deliver_due(
     except StoreUnavailable as exc:
         log.warning("reminders not checked, store unavailable: %s", exc)
         return 0
-    for reminder in due.reminders:
-        # Not confirmed on failure, so its lease expires and it is queued again then.
-        try:
-            await service.queue_reminder(reminder)
-        except StoreUnavailable as exc:
-            log.warning("reminder for %s not queued: %s", reminder.incident.id, exc)
+    slots = asyncio.Semaphore(QUEUE_CONCURRENCY)
+
+    async def queue(reminder: ReminderDue) -> None:
+        async with slots:
+            try:
+                await service.queue_reminder(reminder)
+            except StoreUnavailable as exc:
+                # Not confirmed, so its lease expires and it is queued again then.
+                log.warning("reminder for %s not queued: %s", reminder.incident.id, exc)
+
+    # Each reminder is a few round trips to different incidents' keys: many at once.
+    await asyncio.gather(*(queue(r) for r in due.reminders))
     if due.reminders:
         wake()
     for claim in due.digests:
