@@ -9,16 +9,18 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from bot import keys
 from bot.effects import Effect, Work, effects_for
@@ -31,6 +33,7 @@ from bot.models import (
     TimelineEvent,
     incident_id_for,
 )
+from bot.redis_url import Topology, parse_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -200,20 +203,71 @@ class OutboxClaim:
     token: str
 
 
-def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
-    """A client whose failures surface quickly: every Slack request has a 3-second budget.
+# Every Slack request has a 3-second budget: a Redis call fails within about one second, and a
+# short retry rides out a connection that dropped (or a master that just moved).
+CONNECT_TIMEOUT = 0.5
+READ_TIMEOUT = 0.8
 
-    The pool blocks (briefly) when every connection is busy: a burst of requests waits its turn
-    instead of failing as if Redis were down."""
+
+def _retry(retries: int) -> Retry:
+    return Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=retries)
+
+
+def connect(url: str, *, sentinel_password: str | None = None, max_connections: int = 64) -> aioredis.Redis:
+    """A client for REDIS_URL in any of its forms (RedisUrlError when it is none of them).
+
+    A single server gets a pool that blocks (briefly) when every connection is busy: a burst of
+    requests waits its turn instead of failing as if Redis were down. A Sentinel client asks the
+    sentinels for the master on every new connection, so it follows a failover by itself; a
+    Cluster client follows slot moves and promotions."""
+    target = parse_redis_url(url)
+    if target.topology is Topology.SENTINEL:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts),
+            sentinel_kwargs={
+                "socket_connect_timeout": CONNECT_TIMEOUT,
+                "socket_timeout": READ_TIMEOUT,
+                "password": sentinel_password,
+                "ssl": target.tls,
+                "retry": Retry(NoBackoff(), 0),
+            },
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=READ_TIMEOUT,
+        )
+        client: aioredis.Redis = sentinel.master_for(
+            target.master,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            ssl=target.tls,
+            decode_responses=True,
+            retry=_retry(3),
+            max_connections=max_connections,
+        )
+        return client
+    if target.topology is Topology.CLUSTER:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+            username=target.username,
+            password=target.password,
+            ssl=target.tls,
+            decode_responses=True,
+            retry=_retry(2),
+            max_connections=max_connections,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=READ_TIMEOUT,
+        )
+        # It answers every command the store sends, scripts and same-slot transactions included.
+        return cast(aioredis.Redis, cluster)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=1.0,
         decode_responses=True,
-        socket_connect_timeout=0.5,
-        socket_timeout=0.8,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        retry=_retry(1),
         health_check_interval=30,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=READ_TIMEOUT,
     )
     return aioredis.Redis.from_pool(pool)
 
@@ -356,18 +410,27 @@ class IncidentStore:
         A write whose answer is lost is tried again: `change` must recognise its own request."""
         key = keys.incident(incident_id)
         deadline = time.monotonic() + WRITE_RETRY_BUDGET
-        retried = False
+        lost: Exception | None = None  # a connection failed under this write: it may have landed
         while True:
             try:
                 incident, written = await self._update_once(incident_id, key, change)
+            except WatchError as exc:
+                # The incident moved under us, or (redis-py's word for it) the connection dropped
+                # while watching: either way, decide again on what is stored now.
+                if "ConnectionError" in str(exc):
+                    lost = exc
+                if time.monotonic() > deadline:
+                    written_state = None if lost is not None else False
+                    raise StoreUnavailable(str(lost or exc), written=written_state) from exc
+                continue
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                lost = exc
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(str(exc) or type(exc).__name__, written=None) from exc
-                retried = True
                 await asyncio.sleep(0.05)
                 continue
-            if retried and not written:
-                # The first try was written but its answer lost: its work is due at once.
+            if lost is not None and not written:
+                # An earlier try was written but its answer lost: its work is due at once.
                 await self.hint(incident_id, incident.updated_at)
             return incident, written
 
@@ -375,37 +438,31 @@ class IncidentStore:
         self, incident_id: str, key: str, change: Callable[[Incident], Change | None]
     ) -> tuple[Incident, bool]:
         async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if raw is None:
-                        raise IncidentNotFound(incident_id)
-                    current = Incident.model_validate_json(raw)
-                    decided = change(current)
-                    if decided is None:
-                        return current, False
-                    effects = effects_for(decided.incident.revision, decided.works)
-                    if effects:
-                        await self._hint_before(incident_id, decided.incident.updated_at)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, decided.incident.model_dump_json())
-                    for event in decided.events:
-                        pipe.rpush(keys.timeline(incident_id), event.model_dump_json())
-                    if effects:
-                        pipe.hset(
-                            keys.outbox(incident_id), mapping={e.id: e.model_dump_json() for e in effects}
-                        )
-                    if decided.done_effects:
-                        pipe.hdel(keys.outbox(incident_id), *decided.done_effects)
-                    if decided.checklist is not None:
-                        self._queue_checklist_message(pipe, incident_id, decided.checklist)
-                    await pipe.execute()
-                    if effects:
-                        await self.hint(incident_id, decided.incident.updated_at)
-                    return decided.incident, True
-                except WatchError:
-                    continue
+            await pipe.watch(key)
+            raw = await pipe.get(key)
+            if raw is None:
+                raise IncidentNotFound(incident_id)
+            current = Incident.model_validate_json(raw)
+            decided = change(current)
+            if decided is None:
+                return current, False
+            effects = effects_for(decided.incident.revision, decided.works)
+            if effects:
+                await self._hint_before(incident_id, decided.incident.updated_at)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set(key, decided.incident.model_dump_json())
+            for event in decided.events:
+                pipe.rpush(keys.timeline(incident_id), event.model_dump_json())
+            if effects:
+                pipe.hset(keys.outbox(incident_id), mapping={e.id: e.model_dump_json() for e in effects})
+            if decided.done_effects:
+                pipe.hdel(keys.outbox(incident_id), *decided.done_effects)
+            if decided.checklist is not None:
+                self._queue_checklist_message(pipe, incident_id, decided.checklist)
+            await pipe.execute()
+            if effects:
+                await self.hint(incident_id, decided.incident.updated_at)
+            return decided.incident, True
 
     @translate_errors
     async def claim_channel(self, channel_id: str, incident_id: str) -> str | None:
