@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 import handlers
 from bot.delivery import Delivery, DeliveryConfig
-from bot.errors import StoreUnavailable
+from bot.errors import StoreLost, StoreUnavailable
 from bot.http_edge import SlackRequestGuard, install_error_handler
 from bot.http_edge import bolt_request as parse_bolt_request
 from bot.models import utcnow
@@ -78,6 +78,10 @@ class IncidentBot:
         async def healthz(request: Request) -> Response:
             return JSONResponse(await self.health())
 
+        async def readyz(request: Request) -> Response:
+            ready, reason = await self.readiness()
+            return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
+
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
             await self.start()
@@ -95,9 +99,20 @@ class IncidentBot:
                     methods=["POST"],
                 ),
                 Route("/healthz", healthz, methods=["GET"]),
+                Route("/readyz", readyz, methods=["GET"]),
             ],
             lifespan=lifespan,
         )
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready: Redis answers and is the store this bot knows (no data loss)."""
+        try:
+            await self.store.check_identity()
+        except StoreUnavailable as exc:
+            return False, f"the incident store (Redis) is unreachable: {exc}"
+        except StoreLost as exc:
+            return False, str(exc)
+        return True, "ready"
 
     async def health(self) -> dict[str, object]:
         """Alive, and whether Redis answers (the bot keeps serving while it does not)."""
@@ -117,6 +132,12 @@ class IncidentBot:
             self.slack_client.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.slack_client.timeout)
             )
+        try:
+            await self.store.known_identity()
+        except StoreUnavailable as exc:
+            log.warning("starting without the incident store (Redis), which is unreachable: %s", exc)
+        except StoreLost as exc:
+            log.error("%s", exc)
         if not self.deliver_here:
             return
         try:
@@ -154,7 +175,7 @@ def create_app(
         playbook = load_playbook(settings.incident_playbook)
     if redis is None:
         if settings.redis_url:
-            redis = connect(settings.redis_url)
+            redis = connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
         else:
             log.warning(EMBEDDED_WARNING)
             redis = embedded()

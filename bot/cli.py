@@ -19,9 +19,13 @@ from aiohttp import web
 from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
+from bot import keys
 from bot.app import IncidentBot, create_app
+from bot.errors import StoreUnavailable
 from bot.playbook import PlaybookError
+from bot.redis_url import RedisUrlError
 from bot.settings import Settings
+from bot.store import LOST, IncidentStore, connect
 
 log = logging.getLogger("incident-bot")
 
@@ -58,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="serve GET /healthz on this port (default: no HTTP at all)"
     )
     deliver.add_argument("--host", default="0.0.0.0", help="address for /healthz (default 0.0.0.0)")
+    store = sub.add_parser("store", help="look after the incident store (Redis)")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    reset = store_sub.add_parser(
+        "reset",
+        help="after a data loss the bot refuses to declare: start the store afresh, deliberately "
+        "(restoring Redis from its backup is the other way)",
+    )
+    reset.add_argument(
+        "--next-number",
+        type=int,
+        required=True,
+        help="the number of the next incident: above the last one declared, so none repeats",
+    )
     demo = sub.add_parser(
         "demo", help="play a scripted incident against a built-in Slack stand-in (no workspace needed)"
     )
@@ -80,8 +97,13 @@ async def _serve_health(bot: IncidentBot, host: str, port: int) -> web.AppRunner
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response(await bot.health())
 
+    async def readyz(_: web.Request) -> web.Response:
+        ready, reason = await bot.readiness()
+        return web.json_response({"ready": ready, "reason": reason}, status=200 if ready else 503)
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -186,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         bot = create_app(settings, deliver_here=args.delivery == "inline")
     except PlaybookError as exc:
         return _fail(f"the playbook is not valid:\n{exc}")
+    except RedisUrlError as exc:
+        return _fail(str(exc))
     port = args.port if args.port is not None else settings.port
     if settings.slack_app_token:
         log.info("connecting to Slack over Socket Mode")
@@ -207,7 +231,44 @@ def deliver(args: argparse.Namespace) -> int:
         bot = create_app(settings)
     except PlaybookError as exc:
         return _fail(f"the playbook is not valid:\n{exc}")
+    except RedisUrlError as exc:
+        return _fail(str(exc))
     return asyncio.run(_deliver(bot, args.host, args.port))
+
+
+def store_reset(args: argparse.Namespace) -> int:
+    """Start the incident store afresh after a data loss, deliberately."""
+    try:
+        settings = _settings()
+        if not settings.redis_url:
+            return _fail("store reset needs REDIS_URL: the Redis the bot runs on.")
+        store = IncidentStore(
+            connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
+        )
+    except ValidationError as exc:
+        return _fail(f"bad configuration: {exc}")
+    except RedisUrlError as exc:
+        return _fail(str(exc))
+    if args.next_number < 1:
+        return _fail("--next-number must be 1 or more.")
+
+    async def reset() -> int:
+        try:
+            found = await store.redis.get(keys.IDENTITY)
+            if found is not None and not str(found).startswith(LOST):
+                return _fail(
+                    "the incident store has its data (its identity is intact): nothing to reset."
+                )
+            await store.reset_identity(args.next_number)
+        except StoreUnavailable as exc:
+            print(f"incident-bot: the incident store (Redis) is unreachable: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+        print(f"The incident store starts afresh; the next incident is INC-{args.next_number}.")
+        return 0
+
+    return asyncio.run(reset())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     if args.command == "deliver":
         return deliver(args)
+    if args.command == "store":
+        return store_reset(args)
     if args.command == "demo":
         from bot.demo.script import main as demo_main
 

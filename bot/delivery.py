@@ -42,7 +42,8 @@ from bot.effects import (
     SeverityNote,
     Target,
 )
-from bot.errors import IncidentNotFound, NotAChecklistItem, StoreUnavailable
+from bot.errors import IncidentNotFound, NotAChecklistItem, StoreLost, StoreUnavailable
+from bot.logs import Throttled
 from bot.models import ChecklistMessage, Claim, EventKind, Incident, MessageState, Phase, TimelineEvent
 from bot.naming import channel_name
 from bot.service import IncidentService
@@ -70,7 +71,7 @@ class DeliveryConfig:
     create_channels: bool = True
     channel_prefix: str = "inc"
     lease: float = 5.0  # how long a claimed incident waits before another process looks at it
-    lock: float = 30.0  # the longest one process may deliver an incident without renewing
+    lock: float = 60.0  # renewed before each effect; one effect's Slack calls fit well within it
     heartbeat: float = 5.0  # a process silent this long is dead: its locks may be taken over
     budget: float = 15.0  # stop starting new effects of one incident after this long
     backoff_base: float = 1.0
@@ -107,10 +108,12 @@ class Delivery:
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
         self._busy = 0
         self._stopping = False
         self.owner = secrets.token_hex(8)  # this process, in the locks it holds
         self._beaten_at = 0.0
+        self._warn = Throttled(log)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -122,6 +125,16 @@ class Delivery:
         if self._task is None:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="incident-bot-delivery")
+            # Its own task: a delivery waiting on Slack must not look like a dead process.
+            self._beat_task = asyncio.create_task(self._beat_forever(), name="incident-bot-heartbeat")
+
+    async def _beat_forever(self) -> None:
+        while not self._stopping:
+            try:
+                await self._beat()
+            except StoreUnavailable as exc:
+                self._warn.warn("beat", "heartbeat not written, store unavailable: %s", exc)
+            await asyncio.sleep(self.config.heartbeat / 4)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Finish the delivery under way (within `grace` seconds), then stop."""
@@ -129,6 +142,9 @@ class Delivery:
             return
         self._stopping = True
         self._wake.set()
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+            self._beat_task = None
         done, _ = await asyncio.wait({self._task}, timeout=grace)
         if not done:
             self._task.cancel()
@@ -154,7 +170,7 @@ class Delivery:
             try:
                 await self.deliver_due()
             except StoreUnavailable as exc:
-                log.warning("delivery paused, store unavailable: %s", exc)
+                self._warn.warn("store", "delivery paused, store unavailable: %s", exc)
             except Exception:
                 log.exception("delivery failed; trying again on the next poll")
             finally:
@@ -165,6 +181,10 @@ class Delivery:
         if time.monotonic() - self._beaten_at >= self.config.heartbeat / 4:
             await self.store.heartbeat(self.owner, self.config.heartbeat)
             self._beaten_at = time.monotonic()
+            try:
+                await self.store.check_identity()  # a data loss is noticed (and marked) within seconds
+            except StoreLost as exc:
+                self._warn.warn("lost", "%s", exc)
 
     async def deliver_due(self) -> int:
         """Deliver the outbox of every incident due now; returns how many were looked at."""
@@ -204,41 +224,65 @@ class Delivery:
         effects = [e for e in stored if e.pending]
         # With its channel refused for good, the incident's own messages have nowhere to go.
         no_channel = any(isinstance(e.work, OpenChannel) and not e.pending for e in stored)
-        blocked: set[Target] = set()
-        retry_in: float | None = None
+        blocked: set[str] = set()  # channels where a message is waiting: later ones keep their order
+        again: list[datetime] = []
         later_refresh = {e.id for e in effects if isinstance(e.work, RefreshHeader)}
         for effect in effects:
             if time.monotonic() - started > self.config.budget:
                 return self.clock()
+            # Still ours? (A process that stalled past its lock stops here: another took over.)
+            if not await self.store.renew_outbox_lock(incident_id, self.owner, self.config.lock):
+                log.warning("%s: lost the delivery lock; stopping", incident_id)
+                return self.clock()
+            try:
+                incident = await self.store.get_incident(incident_id)
+            except IncidentNotFound:
+                return None
             target = _target_of(effect)
-            if target is not None and target in blocked:
+            channel = self._channel(incident, target) if target is not None else None
+            if channel is not None and channel in blocked:
                 continue
-            if isinstance(effect.work, OverdueNote) and Target.INCIDENT in blocked:
+            if isinstance(effect.work, OverdueNote) and incident.channel_id in blocked:
                 continue  # managers hear of a reminder only once the channel has it
             later_refresh.discard(effect.id)
             if isinstance(effect.work, RefreshHeader) and later_refresh:
                 await self.store.complete_effect(incident_id, effect.id)  # a later one shows more
                 continue
-            try:
-                incident = await self.store.get_incident(incident_id)
-            except IncidentNotFound:
-                return None
+            if effect.not_before is not None and effect.not_before > self.clock():
+                again.append(effect.not_before)  # backing off (Retry-After, or after failures)
+                if channel is not None:
+                    blocked.add(channel)
+                if isinstance(effect.work, OpenChannel):
+                    break
+                continue
             if target is Target.INCIDENT and incident.channel_id is None and no_channel:
                 # Already told, when the channel was refused: recorded, not told again.
                 failed = effect.model_copy(update={"state": EffectState.FAILED, "error": "no_channel"})
                 await self.store.save_effect(incident_id, failed)
                 continue
-            step = await self._attempt(incident, effect)
+            if _superseded(incident, effect):
+                await self.store.complete_effect(incident_id, effect.id)
+                continue
+            try:
+                step = await self._attempt(incident, effect)
+            except (StoreUnavailable, StoreLost):
+                raise
+            except Exception as exc:  # a bug, or an answer of an unexpected shape: try later
+                log.exception("%s: %s failed", incident_id, effect.id)
+                step = _Step(Result(Outcome.TRANSIENT, type(exc).__name__))
             if step.result.ok:
                 await self._complete(incident, effect, step.record)
             elif step.result.retryable:
-                wait = self._backoff(effect, step.result)
-                retry_in = wait if retry_in is None else min(retry_in, wait)
+                latest = (await self.store.effect(incident_id, effect.id)) or effect
+                wait = self._backoff(latest, step.result)
+                not_before = self.clock() + timedelta(seconds=wait)
+                again.append(not_before)
+                update: dict[str, object] = {"not_before": not_before}
                 if not step.attempt_saved:
-                    attempted = effect.model_copy(update={"attempts": effect.attempts + 1})
-                    await self.store.save_effect(incident_id, attempted)
-                if target is not None:
-                    blocked.add(target)  # later messages to the same place keep their order
+                    update["attempts"] = latest.attempts + 1
+                await self.store.save_effect(incident_id, latest.model_copy(update=update))
+                if channel is not None:
+                    blocked.add(channel)
                 if isinstance(effect.work, OpenChannel):
                     break  # nothing in the incident's channel can go before the channel
             else:
@@ -246,8 +290,8 @@ class Delivery:
                 no_channel = no_channel or isinstance(effect.work, OpenChannel)
         stale_retry = await self._refresh_stale_checklists(incident_id)
         if stale_retry is not None:
-            retry_in = stale_retry if retry_in is None else min(retry_in, stale_retry)
-        return None if retry_in is None else self.clock() + timedelta(seconds=retry_in)
+            again.append(self.clock() + timedelta(seconds=stale_retry))
+        return min(again) if again else None
 
     def _backoff(self, effect: Effect, result: Result) -> float:
         if result.retry_after is not None:
@@ -280,11 +324,13 @@ class Delivery:
         if isinstance(effect.work, Notice):
             return
         if isinstance(effect.work, OpenChannel):
+            # Nowhere to run: closed, so it takes no reminders and no command looks for it.
+            await self.service.close_without_channel(incident.id)
             holder = result.data.get("holder", "another incident")
             text = (
-                f":warning: *{incident.id}* has no channel: Slack refused to create one, and "
+                f":warning: *{incident.id}* was closed: Slack refused to create its channel, and "
                 f"<#{incident.origin_channel}> already runs *{holder}*. Declare it again from "
-                "another channel, or resolve that one first."
+                "another channel."
             )
         else:
             text = _what_to_do(incident, effect, where, error)
@@ -373,7 +419,11 @@ class Delivery:
         key = f"{incident.uid}/{effect.id}"
         if effect.in_doubt_since is not None:
             found = await self.slack.find_posted(
-                channel, key, effect.in_doubt_since, join=target is not Target.INCIDENT
+                channel,
+                key,
+                effect.in_doubt_since,
+                # Reading a channel needs membership: the bot is in the channels it created.
+                join=not (incident.dedicated_channel and channel == incident.channel_id),
             )
             if found.ok and "ts" in found.data:
                 log.info("%s: %s was posted before its answer was lost", incident.id, effect.id)
@@ -451,8 +501,12 @@ class Delivery:
         name = channel_name(self.config.channel_prefix, incident.number, incident.title)
         if effect.in_doubt_since is not None:
             found = await self.slack.find_created_channel(name, effect.in_doubt_since)
+            if found.retryable:
+                return _Step(found)
             if not found.ok:
-                return _Step(found) if found.retryable else _Step(Result(Outcome.TRANSIENT, found.error))
+                # Can't look (e.g. installed before channels:read): a second channel (`-2`) is
+                # better than none.
+                log.warning("%s: can't look for a channel created earlier: %s", incident.id, found.error)
             if "channel" in found.data:
                 return await self._attach_created(incident, found.data["channel"])
         await self._in_doubt(incident, effect)
@@ -469,6 +523,7 @@ class Delivery:
     async def _attach_created(self, incident: Incident, channel: dict[str, object]) -> _Step:
         channel_id, name = str(channel["id"]), str(channel["name"])
         await self.store.index_channel(channel_id, incident.id)
+        await self.service.ensure_tracked(incident)  # in case the declaration's last step failed
         event = TimelineEvent(at=self.clock(), kind=EventKind.CHANNEL, text=f"Opened #{name}")
         return _Step(Result(Outcome.OK), _attach(channel_id, name, True, event))
 
@@ -477,6 +532,7 @@ class Delivery:
         if holder is not None:
             log.warning("%s: no channel of its own, and its origin runs %s", incident.id, holder)
             return _Step(Result(Outcome.REFUSED, "channel_taken", data={"holder": holder}))
+        await self.service.ensure_tracked(incident)
         event = TimelineEvent(at=self.clock(), kind=EventKind.CHANNEL, text=note)
         return _Step(Result(Outcome.OK), _attach(incident.origin_channel, None, False, event, note))
 
@@ -534,6 +590,16 @@ def _attach(
         return Change(current.in_channel(channel_id, name, dedicated, event.at, note), [event])
 
     return record
+
+
+def _superseded(incident: Incident, effect: Effect) -> bool:
+    """A reminder that an update (or a resolution) made moot while it waited: not posted."""
+    work = effect.work
+    if isinstance(work, Reminder | OverdueNote) and incident.is_resolved:
+        return True
+    if isinstance(work, Reminder):
+        return incident.next_update_due is not None and incident.next_update_due > work.due_at
+    return False
 
 
 def _delivered_event(effect: Effect, now: datetime) -> TimelineEvent | None:

@@ -128,6 +128,7 @@ class Effect(BaseModel):
     state: EffectState = EffectState.PENDING
     attempts: int = 0
     in_doubt_since: datetime | None = None  # an attempt started then and its answer never came
+    not_before: datetime | None = None  # backing off: not tried again before then
     error: str | None = None
 
     @property

@@ -8,7 +8,8 @@ class StoreUnavailable(Exception):
     """Redis could not be reached (or kept failing) for a read or a write.
 
     `written` says what is known of a write: False when nothing was stored, None when the
-    answer was lost and reading back failed too (it may or may not have been stored)."""
+    answer was lost and reading back failed too (it may or may not have been stored), True when
+    the change was stored and a step after it failed (the bot finishes it by itself)."""
 
     def __init__(self, message: str, written: bool | None = False) -> None:
         super().__init__(message)
@@ -46,3 +47,17 @@ class ChannelTaken(Exception):
     def __init__(self, incident_id: str) -> None:
         super().__init__(incident_id)
         self.incident_id = incident_id
+
+
+class StoreLost(Exception):
+    """The incident store lost its data (flushed, or a failover to an empty node): nothing may be
+    declared until it is restored or deliberately started afresh."""
+
+    def __init__(self, last_number: int | None) -> None:
+        self.last_number = last_number
+        seen = f"the bot last saw INC-{last_number}" if last_number else "its identity is gone"
+        nxt = (last_number or 0) + 1
+        super().__init__(
+            f"the incident store lost its data ({seen}): restore Redis from its backup, or start "
+            f"afresh with `incident-bot store reset --next-number {nxt}`"
+        )

@@ -10,6 +10,9 @@ PREFIX = "incident"
 
 # Global keys (each a single key, so each lives in one slot of its own).
 SEQUENCE = "incidents:seq"  # INCR -> the next incident number
+# STRING: this store's identity, made once; "lost:<id>" once a bot saw it vanish (data loss).
+# In the slot of SEQUENCE, so the script that numbers a declaration checks it in the same step.
+IDENTITY = "identity:{incidents:seq}"
 OPEN = "incidents:open"  # ZSET incident id -> declared at (unix seconds)
 BY_CHANNEL = "incidents:by-channel"  # HASH channel id -> incident id
 # HASH channel id -> when a declaration claimed that borrowed channel (unix seconds); in the slot
@@ -60,6 +63,11 @@ DIGEST = "digest"
 def outbox(incident_id: str) -> str:
     """HASH: effect id -> the Slack work a change implies, as JSON, until it is delivered."""
     return f"{PREFIX}:{{{incident_id}}}:outbox"
+
+
+def queued(incident_id: str) -> str:
+    """SET: tokens of the reminder claims whose work was queued, so a claim queues once."""
+    return f"{PREFIX}:{{{incident_id}}}:queued"
 
 
 def delivery_lock(incident_id: str) -> str:

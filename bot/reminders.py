@@ -12,10 +12,13 @@ from collections.abc import Callable
 
 from bot.delivery import deliver_digest
 from bot.errors import StoreUnavailable
+from bot.logs import Throttled
 from bot.service import IncidentService, ReminderDue
 from bot.slack_gateway import SlackGateway
 
 log = logging.getLogger(__name__)
+# The reminder clock polls four times a second: while Redis is away, say so once a minute.
+QUIET = Throttled(log)
 
 QUEUE_CONCURRENCY = 16
 
@@ -30,7 +33,7 @@ async def deliver_due(
     try:
         due = await service.claim_due()
     except StoreUnavailable as exc:
-        log.warning("reminders not checked, store unavailable: %s", exc)
+        QUIET.warn("store", "reminders not checked, store unavailable: %s", exc)
         return 0
     slots = asyncio.Semaphore(QUEUE_CONCURRENCY)
 
@@ -40,7 +43,7 @@ async def deliver_due(
                 await service.queue_reminder(reminder)
             except StoreUnavailable as exc:
                 # Not confirmed, so its lease expires and it is queued again then.
-                log.warning("reminder for %s not queued: %s", reminder.incident.id, exc)
+                QUIET.warn("queue", "reminder for %s not queued: %s", reminder.incident.id, exc)
 
     # Each reminder is a few round trips to different incidents' keys: many at once.
     await asyncio.gather(*(queue(r) for r in due.reminders))

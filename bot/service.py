@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
@@ -25,7 +26,7 @@ from bot.effects import (
     Work,
     reminder_effects,
 )
-from bot.errors import ChannelTaken, IncidentNotFound, StaleReference
+from bot.errors import ChannelTaken, IncidentNotFound, StaleReference, StoreUnavailable
 from bot.keys import DIGEST
 from bot.models import (
     ChecklistSection,
@@ -286,10 +287,11 @@ class IncidentService:
         # Follow-ups come from the stored incident, so they run again harmlessly when this call
         # is the retry of a write whose answer was lost (and then `applied` is False).
         stored = incident.last_update or update
-        if incident.is_resolved:
-            await self._close(incident)
-        elif incident.next_update_due is not None:
-            await self.schedule.schedule(incident.id, incident.next_update_due, stored.next_update)
+        async with _after_the_write():
+            if incident.is_resolved:
+                await self._close(incident)
+            elif incident.next_update_due is not None:
+                await self.schedule.schedule(incident.id, incident.next_update_due, stored.next_update)
         return UpdateOutcome(incident=incident, update=stored, applied=applied)
 
     async def resolve(self, incident_id: str, by: str, request_id: str) -> tuple[Incident, bool]:
@@ -302,8 +304,33 @@ class IncidentService:
             return Change(incident.resolved(now, request_id), [event], _resolution_works())
 
         incident, applied = await self.store.update_incident(incident_id, change)
-        await self._close(incident)
+        async with _after_the_write():
+            await self._close(incident)
         return incident, applied
+
+    async def close_without_channel(self, incident_id: str) -> None:
+        """An incident that has nowhere to run (no channel of its own, its origin taken)."""
+        now = self.clock()
+
+        def change(incident: Incident) -> Change | None:
+            if incident.is_resolved:
+                return None
+            event = TimelineEvent(
+                at=now, kind=EventKind.RESOLVED, text="Closed: it had no channel to run in"
+            )
+            return Change(incident.resolved(now), [event])
+
+        incident, _ = await self.store.update_incident(incident_id, change)
+        await self._close(incident)
+
+    async def ensure_tracked(self, incident: Incident) -> None:
+        """An open incident is in the open index and has its reminders, whatever failed after it
+        was declared (both idempotent; an earlier due time is kept)."""
+        if incident.is_resolved or incident.next_update_due is None:
+            return
+        await self.store.ensure_open(incident)
+        every = self.severity_spec(incident.severity).update_every
+        await self.schedule.ensure(incident.id, incident.next_update_due, every)
 
     async def _close(self, incident: Incident) -> None:
         await self.schedule.cancel(incident.id)
@@ -347,7 +374,8 @@ class IncidentService:
         incident, applied = await self.store.update_incident(incident_id, change)
         if incident.next_update_due is not None and not incident.is_resolved:
             every = self.severity_spec(incident.severity).update_every
-            await self.schedule.schedule(incident.id, incident.next_update_due, every)
+            async with _after_the_write():
+                await self.schedule.schedule(incident.id, incident.next_update_due, every)
         return SeverityChange(incident=incident, previous=previous[0], applied=applied)
 
     async def open_verification_items(self, incident: Incident) -> list[str] | None:
@@ -393,7 +421,7 @@ class IncidentService:
         if due.claim.missed == ESCALATE_AT_MISSED:
             works.append(OverdueNote(missed=due.claim.missed))
         effects = reminder_effects(due.incident.revision, due.claim.token, works)
-        await self.store.add_effects(due.incident.id, effects, now)
+        await self.store.add_effects(due.incident.id, effects, now, once=due.claim.token)
         await self.schedule.confirm(due.claim, now)
 
     async def digest_sent(self, claim: Claim) -> None:
@@ -437,3 +465,12 @@ class IncidentService:
 
 def _resolution_works() -> list[Work]:
     return [Resolution(target=Target.INCIDENT), RefreshHeader(), Resolution(target=Target.STAKEHOLDERS)]
+
+
+@contextlib.asynccontextmanager
+async def _after_the_write() -> AsyncIterator[None]:
+    """Steps after a stored change: if Redis fails now, the change is saved all the same."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(str(exc), written=True) from exc

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     slack_app_token: str = Field(default="", alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default=SLACK_API_URL_DEFAULT, alias="SLACK_API_URL")
     redis_url: str = Field(default="", alias="REDIS_URL")
+    redis_sentinel_password: str = Field(default="", alias="REDIS_SENTINEL_PASSWORD")
     incident_playbook: Path | None = Field(default=None, alias="INCIDENT_PLAYBOOK")
     stakeholder_channel: str = Field(default="", alias="INCIDENT_STAKEHOLDER_CHANNEL")
     create_channels: bool = Field(default=True, alias="INCIDENT_CREATE_CHANNELS")

@@ -30,6 +30,8 @@ TRANSIENT_ERRORS = frozenset(
 # The metadata event type that carries an effect's id on every message the bot posts.
 EFFECT_EVENT = "incident_bot_effect"
 HISTORY_PAGE = 200
+# Message timestamps are Slack's clock; the attempt time is the bot's: look a little earlier.
+CLOCK_MARGIN = 300
 
 
 class Outcome(StrEnum):
@@ -136,7 +138,7 @@ class SlackGateway:
                 "conversations.history",
                 self.client.conversations_history(
                     channel=channel,
-                    oldest=f"{since.timestamp() - 5:.6f}",
+                    oldest=f"{since.timestamp() - CLOCK_MARGIN:.6f}",
                     limit=HISTORY_PAGE,
                     include_all_metadata=True,
                     cursor=cursor,
@@ -151,8 +153,9 @@ class SlackGateway:
                     return Result(Outcome.OK, data={"ts": message["ts"]})
             cursor = (result.data.get("response_metadata") or {}).get("next_cursor") or None
             if not result.data.get("has_more") or not cursor:
-                break
-        return Result(Outcome.OK)
+                return Result(Outcome.OK)
+        # Stopped looking with more to read: not "not there", but "can't tell yet".
+        return Result(Outcome.TRANSIENT, "history_too_long")
 
     async def update_message(self, channel: str, ts: str, message: Rendered) -> Result:
         return await self._call(
@@ -214,6 +217,8 @@ class SlackGateway:
         channel of an earlier conversations.create whose answer was lost."""
         names = set(channel_name_candidates(name))
         me = await self.bot_user()
+        if me is None:
+            return Result(Outcome.TRANSIENT, "auth_test_failed")  # can't tell whose channels they are
         cursor: str | None = None
         for _ in range(20):
             result = await self._call(
@@ -225,7 +230,7 @@ class SlackGateway:
             if not result.ok:
                 return result
             for channel in result.data.get("channels", []):
-                mine = me is None or channel.get("creator") == me
+                mine = channel.get("creator") == me
                 recent = float(channel.get("created") or 0) >= since.timestamp() - 60
                 if channel.get("name") in names and mine and recent:
                     return Result(Outcome.OK, data={"channel": channel})

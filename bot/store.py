@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,12 +21,19 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, WatchError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import keys
 from bot.effects import Effect, Work, effects_for
-from bot.errors import IncidentExists, IncidentNotFound, NotAChecklistItem, StaleReference, StoreUnavailable
+from bot.errors import (
+    IncidentExists,
+    IncidentNotFound,
+    NotAChecklistItem,
+    StaleReference,
+    StoreLost,
+    StoreUnavailable,
+)
 from bot.models import (
     ChecklistMessage,
     Incident,
@@ -48,6 +57,10 @@ def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
             return await fn(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        except (RedisError, RedisClusterException) as exc:
+            # Redis answered but would not do it: READONLY on a demoted master, CLUSTERDOWN,
+            # TRYAGAIN, MOVED/ASK retries spent, LOADING, BUSY, OOM, NOPERM... Nothing was stored.
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper
 
@@ -87,8 +100,10 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# The number of a declaring request: the one its first try took, else the next one.
+# The number of a declaring request: the one its first try took, else the next one; -1 when
+# the store is not the one this bot knows (its identity vanished or changed).
 _NUMBER = """
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 local taken = redis.call('GET', KEYS[2])
 if taken then return tonumber(taken) end
 local number = redis.call('INCR', KEYS[1])
@@ -123,6 +138,20 @@ _TAKE_LOCK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
+"""
+
+# Queue effects unless this token's were queued before (ARGV[1] = '' queues always).
+_ADD_EFFECTS = """
+if ARGV[1] ~= '' then
+  if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+end
+for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+_RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
 _UNLOCK = """
@@ -288,9 +317,15 @@ def _pairs(flat: list[str]) -> Iterable[tuple[str, str]]:
     return zip(flat[0::2], flat[1::2], strict=True)
 
 
+# The identity's value once a bot saw it vanish.
+LOST = "lost:"
+
+
 class IncidentStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self.identity: str | None = None  # this store's identity, once known
+        self.highest_number: int | None = None  # the highest incident number this bot has seen
         self._tick = redis.register_script(_TICK_SCRIPT)
         self._create = redis.register_script(_CREATE_SCRIPT)
         self._number = redis.register_script(_NUMBER)
@@ -298,6 +333,8 @@ class IncidentStore:
         self._finish_outbox = redis.register_script(_FINISH_OUTBOX)
         self._unlock = redis.register_script(_UNLOCK)
         self._take_lock = redis.register_script(_TAKE_LOCK)
+        self._renew_lock = redis.register_script(_RENEW_LOCK)
+        self._add_effects = redis.register_script(_ADD_EFFECTS)
         self._pre_hint = redis.register_script(_PRE_HINT)
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._replace_holder = redis.register_script(_REPLACE_HOLDER)
@@ -318,10 +355,58 @@ class IncidentStore:
     async def number_for(self, request_id: str) -> tuple[str, int]:
         """The next incident number, for a declaring request: a retry of the same request (its
         answer lost) gets the number its first try took, and numbers never repeat."""
-        number = await self._retrying(
-            lambda: self._number(keys=[keys.SEQUENCE, keys.declare_request(request_id)], args=[86400])
+        identity = await self.known_identity()
+        number = int(
+            await self._retrying(
+                lambda: self._number(
+                    keys=[keys.SEQUENCE, keys.declare_request(request_id), keys.IDENTITY],
+                    args=[86400, identity],
+                )
+            )
         )
-        return incident_id_for(int(number)), int(number)
+        if number < 0:
+            await self.check_identity()
+            raise StoreLost(self.highest_number)
+        self.highest_number = max(self.highest_number or 0, number)
+        return incident_id_for(number), number
+
+    # -- the store's identity ----------------------------------------------------------------
+
+    @translate_errors
+    async def known_identity(self) -> str:
+        """This store's identity as this bot knows it; made (or read) on first contact."""
+        if self.identity is None:
+            fresh = f"store-{secrets.token_hex(8)}"
+            await self.redis.set(keys.IDENTITY, fresh, nx=True)
+            found = await self.redis.get(keys.IDENTITY)
+            if found is None or str(found).startswith(LOST):
+                raise StoreLost(self.highest_number)
+            self.identity = str(found)
+            self.highest_number = max(self.highest_number or 0, int(await self.redis.get(keys.SEQUENCE) or 0))
+        return self.identity
+
+    @translate_errors
+    async def check_identity(self) -> None:
+        """StoreLost if the store is not the one this bot knows; a vanished identity is marked
+        lost, so bots that start later refuse too instead of taking the empty store for new."""
+        expected = await self.known_identity()
+        found = await self.redis.get(keys.IDENTITY)
+        if found == expected:
+            return
+        if found is None:
+            await self.redis.set(keys.IDENTITY, LOST + expected, nx=True)
+        raise StoreLost(self.highest_number)
+
+    @translate_errors
+    async def reset_identity(self, next_number: int) -> str:
+        """Start afresh after a loss, deliberately: a new identity, numbering from `next_number`."""
+        fresh = f"store-{secrets.token_hex(8)}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.IDENTITY, fresh)
+            pipe.set(keys.SEQUENCE, max(next_number - 1, 0))
+            await pipe.execute()
+        self.identity = fresh
+        return fresh
 
     @translate_errors
     async def create_incident(
@@ -366,7 +451,11 @@ class IncidentStore:
             if extra is not None:
                 _queue_script(pipe, extra.script, extra.keys, extra.args)
 
-        await self._pipeline(after, [extra.script] if extra is not None else [])
+        try:
+            await self._pipeline(after, [extra.script] if extra is not None else [])
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # The incident is stored: its delivery re-adds what this round trip would have.
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}", written=True) from exc
         return incident
 
     async def _pipeline(
@@ -461,7 +550,8 @@ class IncidentStore:
                 self._queue_checklist_message(pipe, incident_id, decided.checklist)
             await pipe.execute()
             if effects:
-                await self.hint(incident_id, decided.incident.updated_at)
+                with contextlib.suppress(StoreUnavailable):  # else the hint before serves, in 5 s
+                    await self.hint(incident_id, decided.incident.updated_at)
             return decided.incident, True
 
     @translate_errors
@@ -513,6 +603,12 @@ class IncidentStore:
             return None
         raw = await self.redis.get(keys.incident(str(incident_id)))
         return None if raw is None else Incident.model_validate_json(raw)
+
+    @translate_errors
+    async def ensure_open(self, incident: Incident) -> None:
+        """Put an open incident in the open index if a failure left it out (idempotent)."""
+        if not incident.is_resolved:
+            await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()}, nx=True)
 
     @translate_errors
     async def close_incident(self, incident_id: str, unindex_channel: str | None) -> None:
@@ -741,6 +837,18 @@ class IncidentStore:
         return bool(await self._take_lock(keys=[key], args=[holder, owner, ttl]))
 
     @translate_errors
+    async def renew_outbox_lock(self, incident_id: str, owner: str, seconds: float) -> bool:
+        """Extend this owner's lock; False if it is no longer this owner's."""
+        return bool(
+            await self._renew_lock(keys=[keys.delivery_lock(incident_id)], args=[owner, int(seconds * 1000)])
+        )
+
+    @translate_errors
+    async def effect(self, incident_id: str, effect_id: str) -> Effect | None:
+        raw = await self.redis.hget(keys.outbox(incident_id), effect_id)
+        return None if raw is None else Effect.model_validate_json(raw)
+
+    @translate_errors
     async def unlock_outbox(self, incident_id: str, token: str) -> None:
         await self._unlock(keys=[keys.delivery_lock(incident_id)], args=[token])
 
@@ -768,11 +876,16 @@ class IncidentStore:
             await pipe.execute()
 
     @translate_errors
-    async def add_effects(self, incident_id: str, effects: list[Effect], at: datetime) -> None:
-        """Queue work that no incident change implies (reminders); ids make it idempotent."""
+    async def add_effects(
+        self, incident_id: str, effects: list[Effect], at: datetime, once: str | None = None
+    ) -> bool:
+        """Queue work that no incident change implies (reminders, notices). With `once` (a
+        reminder claim's token), queuing again for the same token adds nothing, even after the
+        first ones were delivered. Returns whether anything was queued."""
         await self._hint_before(incident_id, at)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for effect in effects:
-                pipe.hsetnx(keys.outbox(incident_id), effect.id, effect.model_dump_json())
-            await pipe.execute()
+        args: list[str] = [once or ""]
+        for effect in effects:
+            args += [effect.id, effect.model_dump_json()]
+        queued = await self._add_effects(keys=[keys.outbox(incident_id), keys.queued(incident_id)], args=args)
         await self.hint(incident_id, at)
+        return bool(queued)

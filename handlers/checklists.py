@@ -13,6 +13,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot.errors import NotAChecklistItem, StaleReference, StoreUnavailable
 from bot.ids import TICK_ACTION_PATTERN
 from handlers.deps import deps_of
+from handlers.messages import unknown_incident
 from handlers.payloads import CheckboxClick
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ async def handle_tick(
     except (NotAChecklistItem, StaleReference) as exc:
         await ack()
         log.warning("tick ignored: %s", exc)
-        await respond(text=NOT_AN_ITEM, response_type="ephemeral", replace_original=False)
+        text = await unknown_incident(deps.service.store, NOT_AN_ITEM)
+        await respond(text=text, response_type="ephemeral", replace_original=False)
         return
     await ack()
     deps.refresher.refresh(state)

@@ -13,7 +13,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot.blocks import incident as incident_blocks
 from bot.blocks import updates as update_blocks
 from bot.commands import Declare, Help, IncidentCommand, parse_command
-from bot.errors import ChannelTaken, IncidentClosed, NothingToChange, StoreUnavailable
+from bot.errors import ChannelTaken, IncidentClosed, NothingToChange, StoreLost, StoreUnavailable
 from bot.models import Incident
 from handlers.deps import Deps, deps_of
 from handlers.messages import already_resolved, store_problem
@@ -58,6 +58,9 @@ async def handle_incident_command(
     except StoreUnavailable as exc:
         log.warning("/incident %s: store unavailable: %s", parsed.kind, exc)
         await ack(text=store_problem(exc), response_type="ephemeral")
+    except StoreLost as exc:
+        log.error("/incident %s refused: %s", parsed.kind, exc)
+        await ack(text=f":warning: Nothing was declared: {exc}.", response_type="ephemeral")
     except ChannelTaken as exc:
         await ack(
             text=f"*{exc.incident_id}* already runs in this channel, so nothing was declared. "

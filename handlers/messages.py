@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bot.errors import StoreUnavailable
+from bot.errors import StoreLost, StoreUnavailable
 from bot.models import Incident
+from bot.store import IncidentStore
 
 STORE_DOWN = (
     ":warning: I can't reach the incident store (Redis) right now, so nothing was changed. "
@@ -20,10 +21,30 @@ STALE = (
 )
 
 
+STORE_PARTLY = (
+    ":warning: Saved, but the incident store (Redis) stopped answering right after; I'll finish "
+    "the rest by myself once it is back."
+)
+
+
 def store_problem(exc: StoreUnavailable) -> str:
     """Tell the truth: "nothing was changed" only when nothing was stored."""
+    if exc.written is True:
+        return STORE_PARTLY
     return STORE_DOWN if exc.written is False else STORE_UNSURE
 
 
 def already_resolved(incident: Incident) -> str:
     return f"*{incident.id}* is already resolved, so nothing was changed."
+
+
+async def unknown_incident(store: IncidentStore, usual: str) -> str:
+    """What to say about a click on an incident the store does not have: `usual`, unless the
+    store lost its data, which the user and whoever runs the bot must hear about."""
+    try:
+        await store.check_identity()
+    except StoreLost as exc:
+        return f":warning: Nothing was changed: {exc}."
+    except StoreUnavailable:
+        return usual
+    return usual

@@ -16,7 +16,7 @@ from bot.ids import ActionId, CallbackId, UpdateField
 from bot.models import Incident
 from bot.service import UpdateDraft, validate_update
 from handlers.deps import Deps, deps_of
-from handlers.messages import STALE, already_resolved, store_problem
+from handlers.messages import STALE, already_resolved, store_problem, unknown_incident
 from handlers.payloads import ButtonClick, ViewSubmission
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ async def handle_post_update_button(
         if not await open_update_modal(deps, incident, click.trigger_id):
             await respond(text=MODAL_FAILED, response_type="ephemeral", replace_original=False)
     except StaleReference:
-        await respond(text=STALE, response_type="ephemeral", replace_original=False)
+        text = await unknown_incident(deps.service.store, STALE)
+        await respond(text=text, response_type="ephemeral", replace_original=False)
     except StoreUnavailable as exc:
         await respond(text=store_problem(exc), response_type="ephemeral", replace_original=False)
 
@@ -94,7 +95,8 @@ async def handle_update_submission(ack: AsyncAck, body: dict[str, object], conte
         await ack(response_action="errors", errors=resolved)
         return
     except StaleReference:
-        await ack(response_action="errors", errors={UpdateField.IMPACT.value: STALE[:150]})
+        text = await unknown_incident(deps.service.store, STALE)
+        await ack(response_action="errors", errors={UpdateField.IMPACT.value: text[:150]})
         return
     await ack()
     deps.delivery.wake()

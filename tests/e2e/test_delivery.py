@@ -190,7 +190,10 @@ async def test_a_refused_channel_where_the_origin_is_taken_is_told_and_not_retri
         homeless = [i for i in incidents if i.channel_id is None]
         assert len(hosted) == 1 and len(homeless) == 1
         told = [e.text for e in running.slack.ephemerals(homeless[0].commander)]
-        assert any("has no channel" in t and f"already runs *{hosted[0].id}*" in t for t in told), told
+        assert any("was closed" in t and f"already runs *{hosted[0].id}*" in t for t in told), told
+        # Closed, so no reminder, digest or command looks for it.
+        assert (await running.bot.service.get_incident(homeless[0].id)).is_resolved
+        assert await running.bot.store.open_incident_ids() == [hosted[0].id]
         for incident in incidents:
             assert [e for e in await running.bot.store.outbox(incident.id) if e.pending] == []
         calls = len(slack.calls())

@@ -25,6 +25,7 @@ from handlers.checklists import NOT_AN_ITEM
 from handlers.messages import STALE
 from tests.e2e.conftest import connect_like
 
+LOST = ":warning: Nothing was changed: the incident store lost its data"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 GENERAL, MANAGERS = "C0GENERAL", "C0MANAGERS"
 
@@ -399,13 +400,17 @@ async def test_clicks_and_submissions_for_a_vanished_incident_are_refused(
         BOB, view_id, update_modal_values("Identified", "5% fail", "Rolling back", "30m")
     )
     await running.settle()
-    assert await redis_keys(real_redis) == set()
+    # The only write: the store's identity marked lost, so no bot takes the empty store for new.
+    assert await redis_keys(real_redis) == {keys.IDENTITY}
+    assert str(await real_redis.get(keys.IDENTITY)).startswith("lost:")
     tick = await running.user.click_checkbox(BOB, channel, assess.ts, tick_action(assess), True)
     await running.settle()
     assert (button.status, submitted.status, tick.status) == (200, 200, 200)
-    assert submitted.json_body() == {"response_action": "errors", "errors": {"impact": STALE[:150]}}
+    errors = submitted.json_body()["errors"]
+    assert errors["impact"].startswith(LOST)
     assert running.slack.view(view_id).is_open  # Slack shows the error in the modal
-    assert [e.text for e in running.slack.ephemerals(BOB)] == [STALE, NOT_AN_ITEM]
+    told = [e.text for e in running.slack.ephemerals(BOB)]
+    assert len(told) == 2 and all(t.startswith(LOST) and "store reset --next-number 2" in t for t in told)
     assert running.slack.calls()[calls:] == []  # no views.open, no chat.update, no post
     assert not any(k.startswith(keys.incident("INC-1")) for k in await redis_keys(real_redis))
 
@@ -420,20 +425,22 @@ async def test_a_refused_tick_writes_nothing_but_a_recheck_hint(
     await real_redis.flushdb()
     reply = await running.user.click_checkbox(BOB, channel, assess.ts, tick_action(assess), True)
     assert reply.status == 200
-    assert [e.text for e in running.slack.ephemerals(BOB)] == [NOT_AN_ITEM]
-    assert await redis_keys(real_redis) == {keys.OUTBOX_DUE}
+    [told] = [e.text for e in running.slack.ephemerals(BOB)]
+    assert told.startswith(LOST)
+    assert await redis_keys(real_redis) == {keys.OUTBOX_DUE, keys.IDENTITY}
     assert await real_redis.zrange(keys.OUTBOX_DUE, 0, -1) == ["INC-1"]
 
 
 async def test_clicks_and_submissions_for_a_renumbered_incident_are_refused(
     running: Running, real_redis: aioredis.Redis
 ) -> None:
-    """Redis lost everything and a new incident took the number: old buttons, checkboxes and
-    modals must not write into it."""
+    """Redis lost everything, and whoever runs the bot started afresh numbering from 1 again:
+    old buttons, checkboxes and modals must not write into the new INC-1."""
     channel = await declare(running, "sev2 Checkout requests failing")
     header, assess = running.slack.messages(channel)[:2]
     view_id = await open_modal(running, BOB, channel)
     await real_redis.flushdb()
+    await running.bot.store.reset_identity(next_number=1)
     await declare(running, "sev3 Search is slow")
     new = await running.bot.service.get_incident("INC-1")
     timeline = await running.bot.service.timeline("INC-1")

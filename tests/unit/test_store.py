@@ -160,8 +160,10 @@ async def test_incident_keys_carry_the_id_as_a_hash_tag(store: IncidentStore) ->
         "incident:{INC-1}:outbox",
     }
     request = keys.declare_request("req-keys")
-    assert found - per_incident == {keys.SEQUENCE, request, keys.OPEN, keys.BY_CHANNEL, keys.OUTBOX_DUE}
-    assert key_slot(request.encode()) == key_slot(keys.SEQUENCE.encode())  # one script takes both
+    globals_ = {keys.SEQUENCE, keys.IDENTITY, request, keys.OPEN, keys.BY_CHANNEL, keys.OUTBOX_DUE}
+    assert found - per_incident == globals_
+    # One script takes the number, records the request and checks the store's identity.
+    assert key_slot(request.encode()) == key_slot(keys.SEQUENCE.encode()) == key_slot(keys.IDENTITY.encode())
     assert len({key_slot(k.encode()) for k in per_incident}) == 1  # one Redis Cluster slot
     assert all(re.fullmatch(r"incident:\{INC-1\}(:[a-z]+)?", k) for k in per_incident)
 

@@ -52,6 +52,7 @@ DEFAULT_BOT_SCOPES = frozenset(
         "channels:history",
         "channels:read",
         "channels:join",
+        "groups:history",
     }
 )
 CONNECTIONS_OPEN = "apps.connections.open"
