@@ -15,11 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from bot.blocks.timeline import timeline_lines
 from bot.demo.harness import Running, eventually, running_bot, update_modal_values
 from bot.demo.standin import SlackStandIn
 from bot.demo.standin.transcript import render_channel
 from bot.playbook import load_playbook
+from bot.redis_url import RedisUrlError
 from bot.store import connect
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
@@ -146,8 +149,18 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
         path = Path(tmp) / "demo-playbook.yml"
         path.write_text(DEMO_PLAYBOOK)
         playbook = load_playbook(path)
-    redis = connect(redis_url) if redis_url else None
-    if redis is not None and await redis.dbsize():
+    try:
+        redis = connect(redis_url) if redis_url else None
+    except RedisUrlError as exc:
+        print(f"incident-bot demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # On a Cluster, DBSIZE adds up every master's keys.
+        not_empty = redis is not None and await redis.dbsize()
+    except (RedisError, OSError) as exc:
+        print(f"incident-bot demo: can't reach Redis at --redis-url ({exc}).", file=sys.stderr)
+        return 1
+    if redis is not None and not_empty:
         await redis.aclose()
         print(
             f"incident-bot demo: {redis_url} is not empty. The demo writes incidents and a digest "
