@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -150,6 +151,20 @@ async def running_bot(
 # -- the bot as a process: `python -m bot run` ------------------------------------------------
 
 Readiness = Callable[[], Awaitable[bool]]
+
+
+def bot_process_env(slack: SlackStandIn, redis_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a `python -m bot run` process serving HTTP against the stand-in:
+    this process's own, less any Socket Mode token, plus `settings` (e.g. INCIDENT_PLAYBOOK)."""
+    env = {k: v for k, v in os.environ.items() if k != "SLACK_APP_TOKEN"}
+    env.update(
+        SLACK_BOT_TOKEN=slack.bot_token,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.url,
+        REDIS_URL=redis_url,
+        **settings,
+    )
+    return env
 
 
 async def start_bot_process(

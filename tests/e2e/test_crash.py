@@ -7,13 +7,12 @@ has expired."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bot.demo.harness import (
     SIGNING_SECRET,
     RedisServer,
+    bot_process_env,
     eventually,
     free_port,
     http_healthy,
@@ -46,15 +45,7 @@ async def test_a_declaration_is_finished_by_another_process_after_kill_9(
     redis_process: RedisServer, method: str, nth: int, applied: bool
 ) -> None:
     async with SlackStandIn() as slack:
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.url,
-            "REDIS_URL": redis_process.url,
-            "INCIDENT_STAKEHOLDER_CHANNEL": MANAGERS,
-        }
-        env.pop("SLACK_APP_TOKEN", None)
+        env = bot_process_env(slack, redis_process.url, INCIDENT_STAKEHOLDER_CHANNEL=MANAGERS)
         seen = [-1]
 
         def nth_call(_: dict[str, object]) -> bool:
@@ -92,15 +83,7 @@ async def test_a_resolution_is_finished_by_another_process_after_kill_9(
     redis_process: RedisServer, applied: bool
 ) -> None:
     async with SlackStandIn() as slack:
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.url,
-            "REDIS_URL": redis_process.url,
-            "INCIDENT_STAKEHOLDER_CHANNEL": MANAGERS,
-        }
-        env.pop("SLACK_APP_TOKEN", None)
+        env = bot_process_env(slack, redis_process.url, INCIDENT_STAKEHOLDER_CHANNEL=MANAGERS)
         ports = [free_port(), free_port()]
         first = await start_bot_process(env, http_healthy(ports[0]), args=["--port", str(ports[0])])
         second = await start_bot_process(env, http_healthy(ports[1]), args=["--port", str(ports[1])])

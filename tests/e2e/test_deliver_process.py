@@ -16,6 +16,7 @@ from bot import keys
 from bot.demo.harness import (
     SIGNING_SECRET,
     RedisServer,
+    bot_process_env,
     eventually,
     free_port,
     http_healthy,
@@ -54,14 +55,7 @@ async def stop(proc: asyncio.subprocess.Process) -> int | None:
 async def test_a_deliver_process_delivers_what_the_acking_process_stored(redis_process: RedisServer) -> None:
     redis = aioredis.Redis(port=redis_process.port, decode_responses=True)
     async with SlackStandIn() as slack:
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.url,
-            "REDIS_URL": redis_process.url,
-        }
-        env.pop("SLACK_APP_TOKEN", None)
+        env = bot_process_env(slack, redis_process.url)
         port = free_port()
         args = ["--host", "127.0.0.1", "--port", str(port), "--delivery", "none"]
         http = await start_bot_process(env, http_healthy(port), args=args, timeout=20)
