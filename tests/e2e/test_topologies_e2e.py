@@ -73,7 +73,8 @@ async def _flush(url: str) -> None:
 
 
 def _sentinel_url(setup: SentinelSetup) -> str:
-    return "redis+sentinel://" + ",".join(f"{h}:{p}" for h, p in setup.sentinel_addresses()) + "/incidents"
+    sentinels = ",".join(f"{h}:{p}" for h, p in setup.sentinel_addresses())
+    return f"redis+sentinel://{sentinels}/{setup.master_name}"
 
 
 def _cluster_url(setup: ClusterSetup) -> str:
