@@ -710,7 +710,8 @@ class IncidentStore:
                 ],
             )
 
-        _, reply = await self._pipeline(queue)
+        # The script changes nothing when run twice: a lost answer is simply tried again.
+        _, reply = await self._retrying(lambda: self._pipeline(queue))
         if reply[0] == "stale":
             raise StaleReference(f"{incident_id} is not the incident {uid}")
         if reply[0] == "no_message":

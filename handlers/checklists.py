@@ -13,7 +13,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot.errors import NotAChecklistItem, StaleReference, StoreUnavailable
 from bot.ids import TICK_ACTION_PATTERN
 from handlers.deps import deps_of
-from handlers.messages import unknown_incident
+from handlers.messages import store_problem, unknown_incident
 from handlers.payloads import CheckboxClick
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ async def handle_tick(
     except StoreUnavailable as exc:
         await ack()
         log.warning("tick not saved, store unavailable: %s", exc)
-        await respond(text=TICK_NOT_SAVED, response_type="ephemeral", replace_original=False)
+        text = TICK_NOT_SAVED if exc.written is False else store_problem(exc)
+        await respond(text=text, response_type="ephemeral", replace_original=False)
         return
     except (NotAChecklistItem, StaleReference) as exc:
         await ack()

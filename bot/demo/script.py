@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from bot.blocks.timeline import timeline_lines
@@ -143,6 +145,14 @@ def print_channel(slack: SlackStandIn, channel_id: str) -> None:
     print(render_channel(slack, channel_id))
 
 
+async def _key_count(redis: aioredis.Redis) -> int:
+    """Keys in the database; on a Cluster, on every master (one node sees only its own)."""
+    if isinstance(redis, RedisCluster):
+        counts = await redis.execute_command("DBSIZE", target_nodes=RedisCluster.PRIMARIES)
+        return sum(counts.values()) if isinstance(counts, dict) else int(counts)
+    return int(await redis.dbsize())
+
+
 async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
     """Plays the incident; 0 if every Web API call was accepted, 1 if the stand-in rejected any."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,8 +165,7 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
         print(f"incident-bot demo: {exc}", file=sys.stderr)
         return 2
     try:
-        # On a Cluster, DBSIZE adds up every master's keys.
-        not_empty = redis is not None and await redis.dbsize()
+        not_empty = redis is not None and await _key_count(redis)
     except (RedisError, OSError) as exc:
         print(f"incident-bot demo: can't reach Redis at --redis-url ({exc}).", file=sys.stderr)
         return 1

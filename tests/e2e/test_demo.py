@@ -41,3 +41,20 @@ async def test_the_demo_fails_when_slack_would_have_rejected_a_call(
         assert await demo(None, slack=slack) == 1
     err = capsys.readouterr().err
     assert "rejected 1 Web API call" in err and "conversations.create: missing_scope" in err
+
+
+@pytest.mark.redis
+async def test_the_demo_counts_keys_on_every_master_of_a_cluster(cluster_url: str) -> None:
+    from bot.demo.script import _key_count
+    from bot.store import connect
+
+    client = connect(cluster_url)
+    names = [f"demo-count:{n}" for n in range(30)]  # spread over the three masters' slots
+    try:
+        for name in names:
+            await client.set(name, "1")
+        assert await _key_count(client) >= len(names)
+    finally:
+        for name in names:
+            await client.delete(name)
+        await client.aclose()

@@ -132,3 +132,25 @@ async def test_when_no_answer_comes_back_the_user_is_not_told_nothing_changed(
     assert (await running.bot.service.get_incident("INC-1")).is_resolved
     final = "INC-1 resolved: Checkout requests failing"
     assert len([m for m in running.slack.messages(channel) if m.text == final]) == 1
+
+
+async def test_a_tick_whose_reply_was_lost_is_saved_once_and_not_called_unsaved(
+    running: Running, proxy: RedisCountingProxy
+) -> None:
+    channel = await _declare(running)
+    assess = running.slack.messages(channel)[1]
+    action = next(e["action_id"] for b in assess.blocks if b["type"] == "actions" for e in b["elements"])
+
+    def tick_script(command: tuple[str, ...]) -> bool:
+        return command[2:4] == ("6", "incident:{INC-1}:messages")  # the tick script's six keys
+
+    cut = proxy.cut_after("EVALSHA", times=2, match=tick_script)  # past redis-py's own retry
+    reply = await running.user.click_checkbox(BOB, channel, assess.ts, action, True)
+    await running.settle()
+    assert cut.remaining == 0 and reply.status == 200
+    assert running.slack.ephemerals(BOB) == []  # not told "not saved": it was
+    ticks = await running.bot.store.ticks("INC-1")
+    assert [t.by for t in ticks.values()] == [BOB]
+    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    assert kinds.count(EventKind.TICKED) == 1
+    assert "initial_options" in json.dumps(running.slack.message(channel, assess.ts).blocks)
