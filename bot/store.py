@@ -179,14 +179,6 @@ return ''
 # A declaration stores its incident within WRITE_RETRY_BUDGET of claiming a borrowed channel.
 CLAIM_GRACE = 10.0
 
-# Compare-and-set of a borrowed channel's holder ('' releases it).
-_REPLACE_HOLDER = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
-else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
-return 1
-"""
-
 # A hint written before a write is due this much later, so no delivery loop looks (and, finding
 # nothing yet, drops the hint) before the write is done; the hint written after it is due at once.
 HINT_GRACE = timedelta(seconds=5)
@@ -339,7 +331,6 @@ class IncidentStore:
         self._add_effects = redis.register_script(_ADD_EFFECTS)
         self._pre_hint = redis.register_script(_PRE_HINT)
         self._mark_shown = redis.register_script(_MARK_SHOWN)
-        self._replace_holder = redis.register_script(_REPLACE_HOLDER)
         self._claim = redis.register_script(_CLAIM_CHANNEL)
         # Sent by sha in pipelines: loaded again if Redis lost them.
         self._scripts = [self._tick, self._create, self._number, self._pre_hint, self._mark_shown]
@@ -586,10 +577,6 @@ class IncidentStore:
     @translate_errors
     async def index_channel(self, channel_id: str, incident_id: str) -> None:
         await self.redis.hset(keys.BY_CHANNEL, channel_id, incident_id)
-
-    @translate_errors
-    async def release_channel(self, channel_id: str, incident_id: str) -> None:
-        await self._replace_holder(keys=[keys.BY_CHANNEL], args=[channel_id, incident_id, ""])
 
     @translate_errors
     async def get_incident(self, incident_id: str) -> Incident:
