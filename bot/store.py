@@ -17,11 +17,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import BusyLoadingError, NoScriptError, RedisClusterException, RedisError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import keys
@@ -301,6 +301,15 @@ def embedded() -> aioredis.Redis:
     return client
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """A failure to connect (refused, no master known, still loading): no command was sent, so
+    nothing was written. Any other connection failure may have lost the answer of a write."""
+    if isinstance(exc, MasterNotFoundError | BusyLoadingError):
+        return True
+    text = str(exc)
+    return "connecting to" in text or "Connect call failed" in text
+
+
 def _queue_script(pipe: Pipeline, script: AsyncScript, key_names: list[str], args: list[Any]) -> None:
     # As a raw command: a Redis Cluster pipeline refuses its evalsha() method, yet routes EVALSHA
     # by its keys like any keyed command.
@@ -472,12 +481,15 @@ class IncidentStore:
     async def _retrying(self, write: Callable[[], Awaitable[R]]) -> R:
         """Run an idempotent write again while its answer is lost, within the request's budget."""
         deadline = time.monotonic() + WRITE_RETRY_BUDGET
+        maybe_sent = False
         while True:
             try:
                 return await write()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                maybe_sent = maybe_sent or not _never_sent(exc)
                 if time.monotonic() > deadline:
-                    raise StoreUnavailable(str(exc) or type(exc).__name__, written=None) from exc
+                    written = None if maybe_sent else False
+                    raise StoreUnavailable(str(exc) or type(exc).__name__, written=written) from exc
                 await asyncio.sleep(0.05)
 
     @translate_errors
@@ -506,9 +518,11 @@ class IncidentStore:
                     raise StoreUnavailable(str(lost or exc), written=written_state) from exc
                 continue
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                lost = exc
+                if not _never_sent(exc):
+                    lost = exc
                 if time.monotonic() > deadline:
-                    raise StoreUnavailable(str(exc) or type(exc).__name__, written=None) from exc
+                    known = None if lost is not None else False
+                    raise StoreUnavailable(str(exc) or type(exc).__name__, written=known) from exc
                 await asyncio.sleep(0.05)
                 continue
             if lost is not None and not written:

@@ -131,7 +131,7 @@ async def test_history_needs_channels_history(clock: FakeClock) -> None:
 
 
 async def test_private_history_needs_groups_history(clock: FakeClock) -> None:
-    scopes = DEFAULT_BOT_SCOPES | {"groups:write"}
+    scopes = (DEFAULT_BOT_SCOPES | {"groups:write"}) - {"groups:history"}
     async with SlackStandIn(clock=clock, scopes=scopes) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
         created = await client.conversations_create(name="inc-secret", is_private=True)
