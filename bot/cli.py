@@ -185,6 +185,16 @@ def _settings() -> Settings:
     return settings
 
 
+def _build(settings: Settings, *, deliver_here: bool = True) -> IncidentBot | str:
+    """The bot, or what is wrong with the configuration (the playbook, REDIS_URL)."""
+    try:
+        return create_app(settings, deliver_here=deliver_here)
+    except PlaybookError as exc:
+        return f"the playbook is not valid:\n{exc}"
+    except RedisUrlError as exc:
+        return str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = _settings()
@@ -204,12 +214,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--workers needs REDIS_URL: workers share their state through Redis.")
     if args.delivery == "none" and not settings.redis_url:
         return _fail("--delivery none needs REDIS_URL: `incident-bot deliver` reads the work from Redis.")
-    try:
-        bot = create_app(settings, deliver_here=args.delivery == "inline")
-    except PlaybookError as exc:
-        return _fail(f"the playbook is not valid:\n{exc}")
-    except RedisUrlError as exc:
-        return _fail(str(exc))
+    bot = _build(settings, deliver_here=args.delivery == "inline")
+    if isinstance(bot, str):
+        return _fail(bot)
     port = args.port if args.port is not None else settings.port
     if settings.slack_app_token:
         log.info("connecting to Slack over Socket Mode")
@@ -227,12 +234,9 @@ def deliver(args: argparse.Namespace) -> int:
         return _fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…).")
     if not settings.redis_url:
         return _fail("deliver needs REDIS_URL: the Redis where `incident-bot run` stores the work.")
-    try:
-        bot = create_app(settings)
-    except PlaybookError as exc:
-        return _fail(f"the playbook is not valid:\n{exc}")
-    except RedisUrlError as exc:
-        return _fail(str(exc))
+    bot = _build(settings)
+    if isinstance(bot, str):
+        return _fail(bot)
     return asyncio.run(_deliver(bot, args.host, args.port))
 
 
