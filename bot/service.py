@@ -26,7 +26,7 @@ from bot.effects import (
     Work,
     reminder_effects,
 )
-from bot.errors import ChannelTaken, IncidentNotFound, StaleReference, StoreUnavailable
+from bot.errors import ChannelTaken, IncidentNotFound, StaleReference, StoreLost, StoreUnavailable
 from bot.keys import DIGEST
 from bot.models import (
     ChecklistSection,
@@ -322,6 +322,21 @@ class IncidentService:
 
         incident, _ = await self.store.update_incident(incident_id, change)
         await self._close(incident)
+
+    async def store_lost(self) -> StoreLost | None:
+        """The data loss, if the store is not the one this bot knows (None: intact, or unknown
+        because Redis does not answer)."""
+        try:
+            await self.store.check_identity()
+        except StoreLost as exc:
+            return exc
+        except StoreUnavailable:
+            return None
+        return None
+
+    async def first_of_repeats(self, request: str, seconds: float) -> bool:
+        """True for the first of identical requests within `seconds` (a double click, a re-send)."""
+        return await self.store.first_request(request, seconds)
 
     async def ensure_tracked(self, incident: Incident) -> None:
         """An open incident is in the open index and has its reminders, whatever failed after it

@@ -53,7 +53,7 @@ async def handle_tick(
     except (NotAChecklistItem, StaleReference) as exc:
         await ack()
         log.warning("tick ignored: %s", exc)
-        text = await unknown_incident(deps.service.store, NOT_AN_ITEM)
+        text = await unknown_incident(deps.service, NOT_AN_ITEM)
         await respond(text=text, response_type="ephemeral", replace_original=False)
         return
     await ack()

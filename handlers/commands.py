@@ -96,7 +96,7 @@ async def _in_incident(
     if parsed.kind == "update":
         # A re-sent command opens nothing more: its trigger_id was spent on the modal already
         # open, and views.open failing on it again must not tell the user to try again.
-        first = await deps.service.store.first_request(f"modal:{request_id}", seconds=RESENT_WITHIN)
+        first = await deps.service.first_of_repeats(f"modal:{request_id}", seconds=RESENT_WITHIN)
         await ack()
         if first and not await open_update_modal(deps, incident, command.trigger_id):
             await respond(text=MODAL_FAILED, response_type="ephemeral")

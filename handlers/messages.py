@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.errors import StoreLost, StoreUnavailable
+from bot.errors import StoreUnavailable
 from bot.models import Incident
-from bot.store import IncidentStore
+from bot.service import IncidentService
 
 STORE_DOWN = (
     ":warning: I can't reach the incident store (Redis) right now, so nothing was changed. "
@@ -38,13 +38,8 @@ def already_resolved(incident: Incident) -> str:
     return f"*{incident.id}* is already resolved, so nothing was changed."
 
 
-async def unknown_incident(store: IncidentStore, usual: str) -> str:
+async def unknown_incident(service: IncidentService, usual: str) -> str:
     """What to say about a click on an incident the store does not have: `usual`, unless the
     store lost its data, which the user and whoever runs the bot must hear about."""
-    try:
-        await store.check_identity()
-    except StoreLost as exc:
-        return f":warning: Nothing was changed: {exc}."
-    except StoreUnavailable:
-        return usual
-    return usual
+    lost = await service.store_lost()
+    return usual if lost is None else f":warning: Nothing was changed: {lost}."

@@ -54,12 +54,12 @@ async def handle_post_update_button(
             await respond(text=already_resolved(incident), response_type="ephemeral", replace_original=False)
             return
         # A double click opens one modal: one per user and incident within a couple of seconds.
-        if not await deps.service.store.first_request(f"modal:{incident.id}:{click.user.id}", seconds=2):
+        if not await deps.service.first_of_repeats(f"modal:{incident.id}:{click.user.id}", seconds=2):
             return
         if not await open_update_modal(deps, incident, click.trigger_id):
             await respond(text=MODAL_FAILED, response_type="ephemeral", replace_original=False)
     except StaleReference:
-        text = await unknown_incident(deps.service.store, STALE)
+        text = await unknown_incident(deps.service, STALE)
         await respond(text=text, response_type="ephemeral", replace_original=False)
     except StoreUnavailable as exc:
         await respond(text=store_problem(exc), response_type="ephemeral", replace_original=False)
@@ -95,7 +95,7 @@ async def handle_update_submission(ack: AsyncAck, body: dict[str, object], conte
         await ack(response_action="errors", errors=resolved)
         return
     except StaleReference:
-        text = await unknown_incident(deps.service.store, STALE)
+        text = await unknown_incident(deps.service, STALE)
         await ack(response_action="errors", errors={UpdateField.IMPACT.value: text[:150]})
         return
     await ack()
