@@ -34,7 +34,7 @@ from bot.scheduler import ReminderClock
 from bot.service import IncidentService
 from bot.settings import Settings
 from bot.slack_gateway import SlackGateway
-from bot.store import IncidentStore, connect, embedded
+from bot.store import IncidentStore, connect, embedded, replica_wait_for
 from handlers.deps import Deps, install
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,10 @@ def create_app(
         else:
             log.warning(EMBEDDED_WARNING)
             redis = embedded()
-    store = IncidentStore(redis)
+    wait = None
+    if settings.redis_url:
+        wait = replica_wait_for(settings.redis_url, settings.redis_wait_replicas, settings.redis_wait_ms)
+    store = IncidentStore(redis, wait)
     service = IncidentService(store, ScheduleStore(redis), playbook, clock)
 
     # No retry handlers in the client: the delivery loop retries with backoff (honouring

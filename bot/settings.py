@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(default=SLACK_API_URL_DEFAULT, alias="SLACK_API_URL")
     redis_url: str = Field(default="", alias="REDIS_URL")
     redis_sentinel_password: str = Field(default="", alias="REDIS_SENTINEL_PASSWORD")
+    # Replicas a write must reach before the user is told it is saved; unset: 1 under Sentinel
+    # or Cluster, 0 for a single server. The wait is bounded by REDIS_WAIT_MS.
+    redis_wait_replicas: int | None = Field(default=None, ge=0, le=5, alias="REDIS_WAIT_REPLICAS")
+    redis_wait_ms: int = Field(default=200, ge=0, le=500, alias="REDIS_WAIT_MS")
     incident_playbook: Path | None = Field(default=None, alias="INCIDENT_PLAYBOOK")
     stakeholder_channel: str = Field(default="", alias="INCIDENT_STAKEHOLDER_CHANNEL")
     create_channels: bool = Field(default=True, alias="INCIDENT_CREATE_CHANNELS")

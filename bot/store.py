@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import secrets
 import time
@@ -20,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import BusyLoadingError, NoScriptError, RedisClusterException, RedisError, WatchError
+from redis.exceptions import BusyLoadingError, NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,6 +35,7 @@ from bot.errors import (
     StoreLost,
     StoreUnavailable,
 )
+from bot.logs import Throttled
 from bot.models import (
     ChecklistMessage,
     Incident,
@@ -196,6 +198,57 @@ return 1
 # Retries of a write whose answer was lost stop after this long: a Slack request has 3 seconds.
 WRITE_RETRY_BUDGET = 1.5
 
+# Write a decided change only if the incident is still the one it was decided on (its stored
+# JSON, compared whole): the incident, its timeline events, its Slack work and a recorded
+# checklist message, at once. 1 written, 0 the incident moved (decide again), -1 it is gone. A
+# script, not WATCH/MULTI, so that WAIT can follow it on the same connection (WAIT inside MULTI
+# never blocks).
+_UPDATE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return -1 end
+if raw ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+local change = cjson.decode(ARGV[3])
+for _, event in ipairs(change['events']) do redis.call('RPUSH', KEYS[2], event) end
+for _, pair in ipairs(change['effects']) do redis.call('HSET', KEYS[3], pair[1], pair[2]) end
+for _, id in ipairs(change['done']) do redis.call('HDEL', KEYS[3], id) end
+local checklist = change['checklist']
+if checklist then
+  redis.call('HSET', KEYS[4], checklist['ts'], checklist['json'])
+  for _, item in ipairs(checklist['items']) do redis.call('HSET', KEYS[5], item, checklist['ts']) end
+  redis.call('HSETNX', KEYS[6], checklist['ts'], 0)
+  redis.call('HSETNX', KEYS[7], checklist['ts'], 0)
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class ReplicaWait:
+    """After a write a user is told is saved: WAIT until `replicas` replicas have it, for at
+    most `timeout_ms`. Asynchronous replication otherwise loses the last writes of a master that
+    dies before they reach its replica. `replicas=0` does not wait (a server without replicas)."""
+
+    replicas: int = 0
+    timeout_ms: int = 200
+
+    @property
+    def enabled(self) -> bool:
+        return self.replicas > 0 and self.timeout_ms > 0
+
+
+def replica_wait_for(url: str, replicas: int | None, timeout_ms: int) -> ReplicaWait:
+    """The replica wait for REDIS_URL: `replicas` if set, else 1 where Redis has replicas by
+    design (Sentinel, Cluster) and 0 for a single server."""
+    if replicas is None:
+        replicas = 0 if parse_redis_url(url).topology is Topology.SINGLE else 1
+    return ReplicaWait(replicas, timeout_ms)
+
+
+# After a WAIT that timed out, writes skip waiting this long: with its replica gone (a failover
+# leaves the new master alone until the old one returns), every write would pay the timeout.
+UNCONFIRMED_BACKOFF = 10.0
+
 
 @dataclass
 class Change:
@@ -325,8 +378,19 @@ LOST = "lost:"
 
 
 class IncidentStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        replica_wait: ReplicaWait | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.redis = redis
+        self.replica_wait = replica_wait or ReplicaWait()
+        self._clock = clock  # for the pause of replica waits after one timed out
+        self.confirmed_writes = 0  # acknowledged writes a replica confirmed within the timeout
+        self.unconfirmed_writes = 0  # acknowledged writes no replica confirmed in time (or skipped)
+        self._wait_again_at = 0.0  # monotonic time before which writes do not WAIT
+        self._warn = Throttled(log)
         self.identity: str | None = None  # this store's identity, once known
         self.highest_number: int | None = None  # the highest incident number this bot has seen
         self._tick = redis.register_script(_TICK_SCRIPT)
@@ -341,8 +405,11 @@ class IncidentStore:
         self._pre_hint = redis.register_script(_PRE_HINT)
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._claim = redis.register_script(_CLAIM_CHANNEL)
+        self._update = redis.register_script(_UPDATE)
         # Sent by sha in pipelines: loaded again if Redis lost them.
-        self._scripts = [self._tick, self._create, self._number, self._pre_hint, self._mark_shown]
+        self._scripts = [
+            self._tick, self._create, self._number, self._pre_hint, self._mark_shown, self._update
+        ]
 
     @translate_errors
     async def ping(self) -> bool:
@@ -436,7 +503,7 @@ class IncidentStore:
             self._queue_hint_before(pipe, incident.id, incident.declared_at)
             _queue_script(pipe, self._create, create_keys, args)
 
-        _, created = await self._retrying(lambda: self._pipeline(queue))
+        _, created = await self._retrying(lambda: self._pipeline(queue, wait_for=create_keys[0]))
         if created != 1:
             stored = Incident.model_validate_json(created)
             if not stored.has_applied(request_id):
@@ -461,22 +528,78 @@ class IncidentStore:
         return incident
 
     async def _pipeline(
-        self, queue: Callable[[Pipeline], None], others: list[AsyncScript] | None = None
+        self,
+        queue: Callable[[Pipeline], None],
+        others: list[AsyncScript] | None = None,
+        wait_for: str | None = None,
     ) -> list[Any]:
         """One round trip of commands and scripts (by sha: redis-py would otherwise ask
         SCRIPT EXISTS first, a round trip of its own); scripts are loaded only when Redis has
-        lost them (a restart, a failover) and the commands are then sent again."""
+        lost them (a restart, a failover) and the commands are then sent again.
+
+        With `wait_for` (a key the round trip writes), WAIT follows the commands on the same
+        connection, when replica waits are on: the round trip returns once a replica has the
+        write, or the wait timed out (then the write stands, counted as unconfirmed)."""
+        waits = wait_for is not None and self._waits_now()
         for attempt in range(2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     queue(pipe)
-                    return list(await pipe.execute())
+                    if not waits:
+                        return list(await pipe.execute())
+                    self._queue_wait(pipe, str(wait_for))
+                    replies = list(await pipe.execute(raise_on_error=False))
+                    confirmed = replies.pop()
+                    for reply in replies:
+                        if isinstance(reply, Exception):
+                            raise reply
+                    self._note_wait(confirmed)
+                    return replies
             except NoScriptError:
                 if attempt:
                     raise
                 for script in [*self._scripts, *(others or [])]:
                     await self.redis.script_load(script.script)
         raise AssertionError("unreachable")
+
+    # -- replica waits -----------------------------------------------------------------------
+
+    def _waits_now(self) -> bool:
+        if not self.replica_wait.enabled:
+            return False
+        if self._clock() < self._wait_again_at:
+            self.unconfirmed_writes += 1
+            return False
+        return True
+
+    def _queue_wait(self, pipe: Pipeline, key: str) -> None:
+        wait = self.replica_wait
+        if isinstance(self.redis, RedisCluster):
+            # On the node that holds the key: its commands share one connection, in order.
+            node = self.redis.get_node_from_key(key)
+            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms, target_nodes=node)
+        else:
+            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+
+    def _note_wait(self, reply: Any) -> None:
+        if not isinstance(reply, Exception) and int(reply) >= self.replica_wait.replicas:
+            self.confirmed_writes += 1
+            return
+        self.unconfirmed_writes += 1
+        self._wait_again_at = self._clock() + UNCONFIRMED_BACKOFF
+        why = (
+            f"Redis refused WAIT ({reply}); set REDIS_WAIT_REPLICAS=0 if this server cannot wait"
+            if isinstance(reply, Exception)
+            else f"no replica confirmed it within {self.replica_wait.timeout_ms} ms"
+        )
+        self._warn.warn(
+            "unconfirmed",
+            "A write was acknowledged before a replica had it: %s. A failover now could lose it; "
+            "writes skip waiting for %.0f s. Set min-replicas-to-write on the master to refuse "
+            "such writes instead.",
+            why,
+            UNCONFIRMED_BACKOFF,
+        )
 
     async def _retrying(self, write: Callable[[], Awaitable[R]]) -> R:
         """Run an idempotent write again while its answer is lost, within the request's budget."""
@@ -496,27 +619,17 @@ class IncidentStore:
     async def update_incident(
         self, incident_id: str, change: Callable[[Incident], Change | None]
     ) -> tuple[Incident, bool]:
-        """Read-modify-write under WATCH: the change is decided on the stored incident and
-        written atomically with its events and Slack work, or retried if the incident moved.
+        """Read, decide, then write only if the incident did not move meanwhile (else decide
+        again): the change is written atomically with its events and Slack work.
 
         `change` returns None when there is nothing to write (e.g. the request was applied by an
         earlier try whose answer was lost). Returns (the incident after, whether it was written).
         A write whose answer is lost is tried again: `change` must recognise its own request."""
-        key = keys.incident(incident_id)
         deadline = time.monotonic() + WRITE_RETRY_BUDGET
         lost: Exception | None = None  # a connection failed under this write: it may have landed
         while True:
             try:
-                incident, written = await self._update_once(incident_id, key, change)
-            except WatchError as exc:
-                # The incident moved under us, or (redis-py's word for it) the connection dropped
-                # while watching: either way, decide again on what is stored now.
-                if "ConnectionError" in str(exc):
-                    lost = exc
-                if time.monotonic() > deadline:
-                    written_state = None if lost is not None else False
-                    raise StoreUnavailable(str(lost or exc), written=written_state) from exc
-                continue
+                outcome = await self._update_once(incident_id, change)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if not _never_sent(exc):
                     lost = exc
@@ -525,41 +638,69 @@ class IncidentStore:
                     raise StoreUnavailable(str(exc) or type(exc).__name__, written=known) from exc
                 await asyncio.sleep(0.05)
                 continue
+            if outcome is None:  # the incident moved under this change: decide again
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable("the incident kept changing", written=None if lost else False)
+                continue
+            incident, written = outcome
             if lost is not None and not written:
                 # An earlier try was written but its answer lost: its work is due at once.
                 await self.hint(incident_id, incident.updated_at)
             return incident, written
 
     async def _update_once(
-        self, incident_id: str, key: str, change: Callable[[Incident], Change | None]
-    ) -> tuple[Incident, bool]:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            raw = await pipe.get(key)
-            if raw is None:
-                raise IncidentNotFound(incident_id)
-            current = Incident.model_validate_json(raw)
-            decided = change(current)
-            if decided is None:
-                return current, False
-            effects = effects_for(decided.incident.revision, decided.works)
+        self, incident_id: str, change: Callable[[Incident], Change | None]
+    ) -> tuple[Incident, bool] | None:
+        """One read and one conditional write: None when the incident moved in between."""
+        key = keys.incident(incident_id)
+        raw = await self.redis.get(key)
+        if raw is None:
+            raise IncidentNotFound(incident_id)
+        current = Incident.model_validate_json(raw)
+        decided = change(current)
+        if decided is None:
+            return current, False
+        effects = effects_for(decided.incident.revision, decided.works)
+        checklist = decided.checklist
+        payload: dict[str, Any] = {
+            "events": [e.model_dump_json() for e in decided.events],
+            "effects": [[e.id, e.model_dump_json()] for e in effects],
+            "done": decided.done_effects,
+        }
+        if checklist is not None:
+            payload["checklist"] = {
+                "ts": checklist.ts,
+                "json": checklist.model_dump_json(),
+                "items": checklist.item_ids(),
+            }
+        update_keys = [
+            key,
+            keys.timeline(incident_id),
+            keys.outbox(incident_id),
+            keys.messages(incident_id),
+            keys.items(incident_id),
+            keys.revisions(incident_id),
+            keys.shown(incident_id),
+        ]
+        args = [str(raw), decided.incident.model_dump_json(), json.dumps(payload)]
+
+        def queue(pipe: Pipeline) -> None:
             if effects:
-                await self._hint_before(incident_id, decided.incident.updated_at)
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(key, decided.incident.model_dump_json())
-            for event in decided.events:
-                pipe.rpush(keys.timeline(incident_id), event.model_dump_json())
-            if effects:
-                pipe.hset(keys.outbox(incident_id), mapping={e.id: e.model_dump_json() for e in effects})
-            if decided.done_effects:
-                pipe.hdel(keys.outbox(incident_id), *decided.done_effects)
-            if decided.checklist is not None:
-                self._queue_checklist_message(pipe, incident_id, decided.checklist)
-            await pipe.execute()
-            if effects:
-                with contextlib.suppress(StoreUnavailable):  # else the hint before serves, in 5 s
-                    await self.hint(incident_id, decided.incident.updated_at)
-            return decided.incident, True
+                # Due a little later: if this process dies right after the write, the delivery
+                # loops still find its work; if the write did not happen, they find nothing.
+                self._queue_hint_before(pipe, incident_id, decided.incident.updated_at)
+            _queue_script(pipe, self._update, update_keys, args)
+
+        replies = await self._pipeline(queue, wait_for=key)
+        written = int(replies[-1])
+        if written == -1:
+            raise IncidentNotFound(incident_id)
+        if written == 0:
+            return None
+        if effects:
+            with contextlib.suppress(StoreUnavailable):  # else the hint before serves, in 5 s
+                await self.hint(incident_id, decided.incident.updated_at)
+        return decided.incident, True
 
     @translate_errors
     async def claim_channel(self, channel_id: str, incident_id: str) -> str | None:
@@ -712,7 +853,7 @@ class IncidentStore:
             )
 
         # The script changes nothing when run twice: a lost answer is simply tried again.
-        _, reply = await self._retrying(lambda: self._pipeline(queue))
+        _, reply = await self._retrying(lambda: self._pipeline(queue, wait_for=keys.incident(incident_id)))
         if reply[0] == "stale":
             raise StaleReference(f"{incident_id} is not the incident {uid}")
         if reply[0] == "no_message":

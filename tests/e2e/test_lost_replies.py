@@ -32,7 +32,11 @@ async def running(proxy: RedisCountingProxy) -> AsyncIterator[Running]:
 
 
 def _writes_incident(command: tuple[str, ...]) -> bool:
-    """The SET of INC-1's record, inside the MULTI ... EXEC of a change."""
+    """The script that writes a change of INC-1 (its record first of seven keys)."""
+    return command[2:4] == ("7", "incident:{INC-1}")
+
+
+def _reads_incident(command: tuple[str, ...]) -> bool:
     return command[1:2] == ("incident:{INC-1}",)
 
 
@@ -76,7 +80,7 @@ async def test_a_resolution_whose_reply_was_lost_is_posted_once(
     running: Running, proxy: RedisCountingProxy
 ) -> None:
     channel = await _declare(running)
-    cut = proxy.cut_after("SET", match=_writes_incident)
+    cut = proxy.cut_after("EVALSHA", match=_writes_incident)
     reply = await running.user.slash_command(ALICE, channel, "resolve")
     assert cut.remaining == 0
     assert "Resolving" in reply.json_body()["text"]
@@ -99,7 +103,7 @@ async def test_a_severity_change_whose_reply_was_lost_is_made_once(
 ) -> None:
     channel = await _declare(running)
     before = len(running.slack.messages(channel))
-    cut = proxy.cut_after("SET", match=_writes_incident)
+    cut = proxy.cut_after("EVALSHA", match=_writes_incident)
     reply = await running.user.slash_command(ALICE, channel, "sev1")
     assert cut.remaining == 0 and reply.status == 200
     await running.settle()
@@ -121,9 +125,9 @@ async def test_when_no_answer_comes_back_the_user_is_not_told_nothing_changed(
     """Every answer is lost until the request's time is up: the reply says it can't tell, and
     the work that was in fact stored is finished all the same."""
     channel = await _declare(running)
-    written = proxy.cut_after("SET", match=_writes_incident)
+    written = proxy.cut_after("EVALSHA", match=_writes_incident)
     # Once the write ran, reading the incident back fails too.
-    proxy.cut_before("GET", times=1000, match=lambda c: written.remaining == 0 and _writes_incident(c))
+    proxy.cut_before("GET", times=1000, match=lambda c: written.remaining == 0 and _reads_incident(c))
     reply = await running.user.slash_command(ALICE, channel, "resolve")
     text = reply.json_body()["text"]
     assert "can't tell whether it was saved" in text and "nothing was changed" not in text

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from redis.crc import key_slot
 
 from bot import keys
@@ -32,7 +34,8 @@ from bot.models import (
     TimelineEvent,
     item_id,
 )
-from bot.store import Change, IncidentStore, connect
+from bot.settings import Settings
+from bot.store import Change, IncidentStore, ReplicaWait, connect, replica_wait_for
 
 NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 TS_ASSESS = "1764079200.000100"
@@ -596,3 +599,84 @@ async def test_a_channel_claimed_by_a_declaration_not_stored_yet_stays_claimed(s
     await store.redis.hset(keys.CLAIMED_AT, "C1", "1000")
     assert await store.claim_channel("C1", "INC-2") is None
     assert await store.redis.hget(keys.BY_CHANNEL, "C1") == "INC-2"
+
+
+# -- replica waits (the real WAIT is in tests/e2e/test_replica_wait.py) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "replicas", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", None, 0),  # a single server may have no replica
+        ("unix:///run/redis.sock", None, 0),
+        ("redis+sentinel://127.0.0.1:26379/incidents", None, 1),
+        ("redis+cluster://127.0.0.1:7000", None, 1),
+        ("redis://127.0.0.1:6379/0", 1, 1),  # a managed primary with a replica behind one address
+        ("redis+sentinel://127.0.0.1:26379/incidents", 0, 0),
+    ],
+)
+def test_writes_wait_for_a_replica_where_redis_has_one_by_design(
+    url: str, replicas: int | None, expected: int
+) -> None:
+    wait = replica_wait_for(url, replicas, 200)
+    assert (wait.replicas, wait.timeout_ms, wait.enabled) == (expected, 200, expected > 0)
+    assert not replica_wait_for(url, 1, 0).enabled  # REDIS_WAIT_MS=0 turns waits off
+
+
+@pytest.mark.parametrize("value", ["-1", "501", "abc"])
+def test_a_wait_longer_than_a_redis_answer_may_take_is_refused(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_WAIT_MS", value)
+    with pytest.raises(ValidationError, match="REDIS_WAIT_MS"):
+        Settings()
+
+
+async def test_a_server_that_refuses_wait_still_saves_and_says_so_once(
+    fake_redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fakeredis has no WAIT, like a proxy that does not pass it on: each write stands, counts as
+    unconfirmed, and the log says (once) how to turn waits off."""
+    store = IncidentStore(fake_redis, ReplicaWait(replicas=1, timeout_ms=50))
+    with caplog.at_level(logging.WARNING, logger="bot.store"):
+        incident, assess, _ = await seed_checklists(store)
+        item = assess.item_ids()[0]
+        changed, _ = await tick(store, incident, assess.ts, item, Tick(by="U2", at=NOW), tick_event(item))
+        renamed = Change(incident.model_copy(update={"title": "renamed"}))
+        _, written = await store.update_incident(incident.id, lambda i: renamed)
+
+    assert changed is True and written is True
+    assert (await store.get_incident(incident.id)).title == "renamed"
+    assert item in await store.ticks(incident.id)
+    assert (store.confirmed_writes, store.unconfirmed_writes) == (0, 3)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.store"]
+    assert len(warnings) == 1 and "REDIS_WAIT_REPLICAS=0" in warnings[0], warnings
+
+
+async def test_an_update_decided_on_a_stale_read_is_decided_again(store: IncidentStore) -> None:
+    """The write is conditional on the incident being what the change was decided on."""
+    await create(store, make_incident(title="t"))
+    seen: list[str] = []
+
+    def rename(current: Incident) -> Change:
+        seen.append(current.title)
+        return Change(current.model_copy(update={"title": current.title + "|mine"}))
+
+    async def meanwhile() -> None:
+        await store.update_incident("INC-1", lambda i: Change(i.model_copy(update={"title": "theirs"})))
+
+    original = store.redis.get
+
+    async def get_then_race(key: str) -> Any:
+        raw = await original(key)
+        if len(seen) == 0 and key == keys.incident("INC-1"):
+            store.redis.get = original  # type: ignore[method-assign]
+            await meanwhile()
+        return raw
+
+    store.redis.get = get_then_race  # type: ignore[method-assign]
+    updated, written = await store.update_incident("INC-1", rename)
+
+    assert written is True
+    assert seen == ["t", "theirs"]  # decided once on the stale read, then again on the fresh one
+    assert updated.title == (await store.get_incident("INC-1")).title == "theirs|mine"
