@@ -32,6 +32,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -165,6 +166,17 @@ class RedisProcess:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its connections but answers nothing until `resume()`."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise TopologyError(f"{self.name} is not running")
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause()`; does nothing if the process is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def log_tail(self, lines: int = 8) -> str:
         text = []
@@ -454,6 +466,11 @@ class SentinelSetup(_Topology):
         if self._master is None:
             raise TopologyError("the sentinel setup is not started")
         return self._master
+
+    @property
+    def replica(self) -> RedisProcess:
+        """The data node that is not the master (as last seen)."""
+        return next(node for node in self.data if node is not self.master)
 
     async def master_address(self) -> Address:
         """The master's address as the first sentinel that answers names it."""
@@ -1005,6 +1022,15 @@ class ClusterSetup(_Topology):
             if view.is_master and view.serves(slot) and not view.flags & BAD_CLUSTER_FLAGS:
                 return self._node_on(view.port)
         raise TopologyError(f"no live master serves slot {slot}")
+
+    def replica_of(self, key: str | bytes) -> RedisProcess:
+        """A replica of the master serving `key`'s slot, as last read."""
+        owner = self._owner(key_slot(_as_key(key)))
+        owner_id = next(v.id for v in self._view.values() if v.port == owner.port)
+        for view in self._view.values():
+            if view.master_id == owner_id and not view.flags & BAD_CLUSTER_FLAGS:
+                return self._node_on(view.port)
+        raise TopologyError(f"{owner.name} has no live replica")
 
     def _node_on(self, port: int) -> RedisProcess:
         for node in self.nodes:

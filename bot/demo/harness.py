@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ async def running_bot(
     *,
     slack: SlackStandIn | None = None,
     redis: aioredis.Redis | None = None,
+    redis_url: str = "",
     playbook_path: Path | None = None,
     playbook: Playbook | None = None,
     stakeholder_channel: str = STAKEHOLDER_CHANNEL,
@@ -122,7 +124,8 @@ async def running_bot(
     slack_timeout: float = 2.0,
     delivery: DeliveryConfig = QUICK_DELIVERY,
 ) -> AsyncIterator[Running]:
-    """A stand-in Slack (started here unless given) and the bot serving HTTP against it."""
+    """A stand-in Slack (started here unless given) and the bot serving HTTP against it, on
+    `redis` if given, else on REDIS_URL `redis_url` (as configured), else on the embedded store."""
     async with contextlib.AsyncExitStack() as stack:
         if slack is None:
             slack = await stack.enter_async_context(SlackStandIn())
@@ -130,6 +133,7 @@ async def running_bot(
             SLACK_BOT_TOKEN=slack.bot_token,
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
             SLACK_API_URL=slack.url,
+            REDIS_URL=redis_url,
             INCIDENT_PLAYBOOK=playbook_path,
             INCIDENT_STAKEHOLDER_CHANNEL=stakeholder_channel,
             INCIDENT_CREATE_CHANNELS=create_channels,
@@ -256,14 +260,16 @@ class RedisServer:
     """A private redis-server without persistence on a free loopback port; it can be stopped
     (killed, as a crash would) and started again on the same port."""
 
-    def __init__(self, log_file: Path | None = None) -> None:
+    def __init__(self, log_file: Path | None = None, extra_args: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is not installed")
         self.binary = binary
         self.port = free_port()
         self.log_file = log_file
+        self.extra_args = list(extra_args)  # e.g. ["--replicaof", "127.0.0.1", "6380"]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.directory: str | None = None
 
     @property
     def url(self) -> str:
@@ -283,6 +289,9 @@ class RedisServer:
         ]
         if self.log_file is not None:
             args += ["--logfile", str(self.log_file)]
+        # Its own working directory: a replica's full sync writes an RDB file there.
+        self.directory = tempfile.mkdtemp(prefix="incident-bot-redis-")
+        args += ["--dir", self.directory, *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
         client = aioredis.Redis(port=self.port)
         try:
@@ -301,3 +310,6 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None

@@ -27,6 +27,7 @@ from bot.ids import ActionId, ItemRef
 from bot.models import EventKind
 from bot.store import connect
 from handlers.checklists import TICK_NOT_SAVED
+from handlers.messages import STORE_UNSURE
 from tests.topologies import ClusterSetup, SentinelSetup
 
 pytestmark = pytest.mark.redis
@@ -145,7 +146,7 @@ async def readyz(running: Running) -> tuple[int, dict[str, object]]:
 async def test_declare_tick_remind_update_raise_and_resolve(
     shared_url: str, reminding_playbook: Path
 ) -> None:
-    async with running_bot(redis=connect(shared_url), playbook_path=reminding_playbook) as running:
+    async with running_bot(redis_url=shared_url, playbook_path=reminding_playbook) as running:
         # Declare: a channel with its header and two checklists, the origin and managers told.
         channel = await declare(running, "sev2 Checkout requests failing", "INC-1")
         assert running.slack.channel_by_name("inc-1-checkout-requests-failing") is not None
@@ -226,7 +227,8 @@ class Click:
     sent: datetime
     answered: datetime
     status: int  # the HTTP status of the bot's answer; 0 when none came
-    warned: bool = False  # the bot said "not saved" (filled in once every reply has arrived)
+    warned: bool = False  # the bot said "not saved" or "can't tell" (filled in once replies arrived)
+    unsure: bool = False  # it said "can't tell": the master died while the write was in flight
     response_url: str = ""
 
 
@@ -290,7 +292,7 @@ async def _tick_stream(
 class Losses:
     confirmed: int  # acknowledged clicks whose change the surviving timeline holds
     lost: list[Click]  # acknowledged, should have changed the item, and did not survive
-    warned_but_saved: list[Click]  # told "not saved", yet the write landed (its answer was lost)
+    warned_but_saved: list[Click]  # told "not saved", yet the write landed: a lie
     final_mismatches: dict[str, tuple[bool, bool]]  # item -> (last acknowledged action, stored)
 
 
@@ -304,12 +306,16 @@ async def _losses(running: Running, stream: Stream) -> Losses:
     nothing)."""
     timeline = await running.bot.service.timeline("INC-1")
     stored = await running.bot.store.ticks("INC-1")
+    replies = {r.response_url_id: str(r.payload.get("text")) for r in running.slack.workspace.responses}
     for click in stream.clicks:
         url = running.slack.workspace.response_urls[click.response_url]
         click.warned = url.uses > 0
-    # Every reply to a click was the warning that it was not saved.
+        click.unsure = replies.get(click.response_url) == STORE_UNSURE
+    # Every reply to a click was a warning: not saved, or (when the killed master dropped the
+    # connection under a write) can't tell.
     told = [e.text for e in running.slack.ephemerals() if e.source == "response_url"]
-    assert told == [TICK_NOT_SAVED] * len(told) and len(told) == sum(c.warned for c in stream.clicks)
+    assert set(told) <= {TICK_NOT_SAVED, STORE_UNSURE}, told
+    assert len(told) == sum(c.warned for c in stream.clicks)
     confirmed = 0
     lost: list[Click] = []
     warned_but_saved: list[Click] = []
@@ -323,7 +329,7 @@ async def _losses(running: Running, stream: Stream) -> Losses:
             landed = any(e.kind == kind and click.sent <= e.at <= click.answered for e in events)
             if landed:
                 state = click.on
-                if click.warned:
+                if click.warned and not click.unsure:
                     warned_but_saved.append(click)
                 else:
                     confirmed += 1
@@ -337,7 +343,10 @@ async def _losses(running: Running, stream: Stream) -> Losses:
     return Losses(confirmed, lost, warned_but_saved, mismatches)
 
 
-def _report(name: str, stream: Stream, losses: Losses, failover: float, record: RecordProperty) -> None:
+def _report(
+    name: str, running: Running, stream: Stream, losses: Losses, failover: float, record: RecordProperty
+) -> None:
+    store = running.bot.store
     warned = [c for c in stream.clicks if c.warned]
     acknowledged = stream.acknowledged()
     first_failure = min(c.sent for c in warned)
@@ -347,26 +356,57 @@ def _report(name: str, stream: Stream, losses: Losses, failover: float, record: 
     statuses = sorted({c.status for c in stream.clicks})
     print(
         f"\n{name}: {len(stream.clicks)} clicks, {len(acknowledged)} acknowledged, {len(warned)} "
-        f"answered 'not saved', HTTP statuses {statuses}; failover {failover:.2f}s after the kill; "
+        f"answered 'not saved' ({sum(c.unsure for c in warned)} of them 'can't tell'), "
+        f"HTTP statuses {statuses}; failover {failover:.2f}s after the kill; "
         f"ticks unsaved for {recovery:.2f}s (first failure to first success after the last one); "
         f"slowest answer {slowest:.2f}s; acknowledged and found in the timeline: {losses.confirmed}; "
         f"acknowledged writes lost: {len(losses.lost)}; "
         f"'not saved' yet saved: {len(losses.warned_but_saved)}; items whose final state is not "
-        f"their last acknowledged action: {len(losses.final_mismatches)}"
+        f"their last acknowledged action: {len(losses.final_mismatches)}; writes a replica "
+        f"confirmed before the answer: {store.confirmed_writes}, not: {store.unconfirmed_writes}"
     )
     record(f"{name}_recovery_seconds", round(recovery, 2))
     record(f"{name}_failover_seconds", round(failover, 2))
     record(f"{name}_acknowledged_lost", len(losses.lost))
     record(f"{name}_warned_but_saved", len(losses.warned_but_saved))
+    record(f"{name}_unconfirmed_writes", store.unconfirmed_writes)
 
 
-def _check(stream: Stream, losses: Losses) -> None:
+async def _watching_readiness(
+    running: Running, failed_over: Awaitable[float], readiness: list[tuple[int, str]]
+) -> float:
+    """Await the failover while asking /readyz every 0.1 s; its answers go to `readiness`."""
+    waiting = asyncio.ensure_future(failed_over)
+    while not waiting.done():
+        status, body = await readyz(running)
+        readiness.append((status, str(body["reason"])))
+        await asyncio.sleep(0.1)
+    return await waiting
+
+
+async def _check_readiness(running: Running, during: list[tuple[int, str]]) -> None:
+    """Not ready while no master served (saying why), ready again once one does."""
+    assert any(status == 503 and "Redis" in reason for status, reason in during), during
+    assert all(status in (200, 503) for status, _ in during)
+
+    for _ in range(100):  # at most 10 s
+        if (await readyz(running))[0] == 200:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not ready 10 s after the failover: {await readyz(running)}")
+
+
+def _check(running: Running, stream: Stream, losses: Losses) -> None:
+    # Writes waited for the replica until the kill (the promoted one then stands alone).
+    assert running.bot.store.replica_wait.replicas == 1
+    assert running.bot.store.confirmed_writes >= len(stream.acknowledged()) // 4
     assert len(stream.clicks) == CLICKS
     assert all(c.status == 200 for c in stream.clicks), sorted({c.status for c in stream.clicks})
     assert any(c.warned for c in stream.clicks), "the kill should have left some ticks unsaved"
     assert losses.confirmed > len(stream.clicks) // 2
     assert losses.final_mismatches == {}, losses
     assert losses.lost == [], losses
+    assert losses.warned_but_saved == [], losses
 
 
 async def test_a_sentinel_failover_during_a_stream_of_ticks(record_property: RecordProperty) -> None:
@@ -374,19 +414,26 @@ async def test_a_sentinel_failover_during_a_stream_of_ticks(record_property: Rec
         setup = SentinelSetup()
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    async with setup, running_bot(redis=connect(_sentinel_url(setup))) as running:
+    async with setup, running_bot(redis_url=_sentinel_url(setup)) as running:
         channel = await declare(running, "sev2 Checkout requests failing", "INC-1")
         await setup.wait_replicated()
 
+        readiness: list[tuple[int, str]] = []
+
         async def fail_over() -> float:
             setup.kill_master()
-            return (await setup.wait_for_failover(timeout=20)).seconds
+
+            async def promoted() -> float:
+                return (await setup.wait_for_failover(timeout=20)).seconds
+
+            return await _watching_readiness(running, promoted(), readiness)
 
         stream, failover = await _tick_stream(running, channel, checklists(running, channel), fail_over)
         await running.settle(timeout=10)
         losses = await _losses(running, stream)
-        _report("sentinel", stream, losses, failover, record_property)
-        _check(stream, losses)
+        _report("sentinel", running, stream, losses, failover, record_property)
+        _check(running, stream, losses)
+        await _check_readiness(running, readiness)
         # The messages end showing what the promoted replica holds.
         assert shown_everywhere(running, channel) == set(await running.bot.store.ticks("INC-1"))
 
@@ -397,19 +444,23 @@ async def test_a_cluster_failover_during_a_stream_of_ticks(record_property: Reco
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     slot_key = keys.incident("INC-1")
-    async with setup, running_bot(redis=connect(_cluster_url(setup))) as running:
+    async with setup, running_bot(redis_url=_cluster_url(setup)) as running:
         channel = await declare(running, "sev2 Checkout requests failing", "INC-1")
         await setup.wait_replicated()
 
+        readiness: list[tuple[int, str]] = []
+
         async def fail_over() -> float:
             setup.kill_master_of(slot_key)
-            return await setup.wait_for_failover(slot_key, timeout=30)
+            promoted = setup.wait_for_failover(slot_key, timeout=30)
+            return await _watching_readiness(running, promoted, readiness)
 
         stream, failover = await _tick_stream(running, channel, checklists(running, channel), fail_over)
         await running.settle(timeout=10)
         losses = await _losses(running, stream)
-        _report("cluster", stream, losses, failover, record_property)
-        _check(stream, losses)
+        _report("cluster", running, stream, losses, failover, record_property)
+        _check(running, stream, losses)
+        await _check_readiness(running, readiness)
         assert shown_everywhere(running, channel) == set(await running.bot.store.ticks("INC-1"))
 
 
@@ -420,7 +471,7 @@ async def test_a_flushed_store_refuses_everything_until_reset(losable_url: str) 
     observer = connect(losable_url)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(observer.aclose)
-        running = await stack.enter_async_context(running_bot(redis=connect(losable_url)))
+        running = await stack.enter_async_context(running_bot(redis_url=losable_url))
         channel = await declare(running, "sev2 Checkout requests failing", "INC-1")
         await declare(running, "sev3 Search is slow", "INC-2")
         header, assess = running.slack.messages(channel)[:2]
