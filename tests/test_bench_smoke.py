@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from bench import bench, report
+from bench import bench, replica_wait, report
 from bench.redis_proxy import RespRequestParser, RoundTrip
 from bench.stats import percentile, summarize
 from bot import keys
@@ -79,3 +81,14 @@ def test_the_proxy_parser_reads_pipelined_commands_split_across_reads() -> None:
     first = parser.feed(wire[:25])
     rest = parser.feed(wire[25:])
     assert first + rest == [("MULTI",), ("SET", "k", "hello"), ("EXEC",)]
+
+
+def test_the_replica_wait_bench_measures_both_modes_on_real_servers() -> None:
+    try:
+        figures = asyncio.run(replica_wait.measure(writes=5))
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    assert set(figures) == {"no wait", "WAIT 1 200"}
+    for kinds in figures.values():
+        assert {kind: s.count for kind, s in kinds.items()} == {"tick": 5, "update": 5}
+        assert all(s.p50 > 0 for s in kinds.values())
