@@ -24,7 +24,7 @@ TEST_SCOPES = DEFAULT_BOT_SCOPES | {"groups:write", "groups:read", "groups:histo
 
 @pytest_asyncio.fixture
 async def slack(clock: FakeClock) -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn(clock=clock, scopes=TEST_SCOPES) as standin:
+    async with SlackStandIn(responders=(), clock=clock, scopes=TEST_SCOPES) as standin:
         yield standin
 
 

@@ -1,4 +1,4 @@
-"""conversations.history and conversations.list: scopes, membership, filters and cursor pages."""
+"""conversations.history, .list and .members: scopes, membership, filters and cursor pages."""
 
 from __future__ import annotations
 
@@ -121,7 +121,9 @@ async def test_history_limit_above_999_is_capped_not_refused(client: AsyncWebCli
 
 
 async def test_history_needs_channels_history(clock: FakeClock) -> None:
-    async with SlackStandIn(clock=clock, scopes=DEFAULT_BOT_SCOPES - {"channels:history"}) as slack:
+    async with SlackStandIn(
+        responders=(), clock=clock, scopes=DEFAULT_BOT_SCOPES - {"channels:history"}
+    ) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
         channel, _ = await channel_with_messages(client, 1)
 
@@ -132,7 +134,7 @@ async def test_history_needs_channels_history(clock: FakeClock) -> None:
 
 async def test_private_history_needs_groups_history(clock: FakeClock) -> None:
     scopes = (DEFAULT_BOT_SCOPES | {"groups:write"}) - {"groups:history"}
-    async with SlackStandIn(clock=clock, scopes=scopes) as slack:
+    async with SlackStandIn(responders=(), clock=clock, scopes=scopes) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
         created = await client.conversations_create(name="inc-secret", is_private=True)
 
@@ -155,7 +157,7 @@ async def test_a_bot_reads_no_public_channel_it_is_not_in(
 async def test_a_private_channel_the_bot_is_not_in_does_not_exist_for_it(clock: FakeClock) -> None:
     channels = [*DEFAULT_CHANNELS, SeedChannel(id="G0LEGAL", name="legal", is_private=True)]
     async with SlackStandIn(
-        clock=clock, channels=channels, scopes=DEFAULT_BOT_SCOPES | {"groups:history"}
+        responders=(), clock=clock, channels=channels, scopes=DEFAULT_BOT_SCOPES | {"groups:history"}
     ) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
@@ -247,8 +249,8 @@ async def test_slack_sdk_iterates_list_pages(client: AsyncWebClient) -> None:
 
 async def test_list_private_channels_needs_groups_read_and_membership(clock: FakeClock) -> None:
     channels = [*DEFAULT_CHANNELS, SeedChannel(id="G0LEGAL", name="legal", is_private=True)]
-    scopes = DEFAULT_BOT_SCOPES | {"groups:write"}
-    async with SlackStandIn(clock=clock, channels=channels, scopes=scopes) as slack:
+    scopes = (DEFAULT_BOT_SCOPES | {"groups:write"}) - {"groups:read"}
+    async with SlackStandIn(responders=(), clock=clock, channels=channels, scopes=scopes) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
         await client.conversations_create(name="inc-secret", is_private=True)
 
@@ -270,7 +272,9 @@ async def test_list_serves_a_page_for_a_limit_above_the_maximum(client: AsyncWeb
 
 
 async def test_list_needs_channels_read(clock: FakeClock) -> None:
-    async with SlackStandIn(clock=clock, scopes=DEFAULT_BOT_SCOPES - {"channels:read"}) as slack:
+    async with SlackStandIn(
+        responders=(), clock=clock, scopes=DEFAULT_BOT_SCOPES - {"channels:read"}
+    ) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
         body = await refused(client.conversations_list())
@@ -304,5 +308,124 @@ async def test_list_refuses_bad_arguments(
     client: AsyncWebClient, options: dict[str, str], error: str
 ) -> None:
     body = await refused(client.conversations_list(**options))
+
+    assert body["error"] == error
+
+
+# -- conversations.members -------------------------------------------------------------------
+
+
+async def test_members_of_a_public_channel_the_bot_is_not_in(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    answer = await client.conversations_members(channel="C0GENERAL")
+
+    assert answer["members"] == ["U0ALICE", "U0BOB", "U0CAROL"]
+    assert answer["response_metadata"] == {"next_cursor": ""}
+    assert slack.members("C0GENERAL") == ["U0ALICE", "U0BOB", "U0CAROL"]
+
+
+async def test_members_follow_invites_joins_and_the_test_helpers(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    channel = (await client.conversations_create(name="inc-3"))["channel"]["id"]
+    await client.conversations_invite(channel=channel, users="U0ALICE")
+    await client.conversations_join(channel="C0MANAGERS")
+    slack.add_to_channel(channel, "U0BOB", "U0CAROL")
+    slack.remove_from_channel(channel, "U0ALICE")
+
+    in_incident = await client.conversations_members(channel=channel)
+    in_managers = await client.conversations_members(channel="C0MANAGERS")
+
+    assert in_incident["members"] == ["U0BOB", "U0BOT", "U0CAROL"]
+    assert "U0BOT" in in_managers["members"]
+    with pytest.raises(LookupError, match="no users"):
+        slack.add_to_channel(channel, "U0NOBODY")
+    with pytest.raises(LookupError, match="no channel"):
+        slack.remove_from_channel("C0NOWHERE", "U0BOB")
+
+
+async def test_members_pages_follow_next_cursor(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    slack.add_to_channel("C0GENERAL", slack.bot.user_id)
+
+    first = await client.conversations_members(channel="C0GENERAL", limit=2)
+    second = await client.conversations_members(
+        channel="C0GENERAL", limit=2, cursor=first["response_metadata"]["next_cursor"]
+    )
+
+    assert first["members"] == ["U0ALICE", "U0BOB"]
+    assert second["members"] == ["U0BOT", "U0CAROL"]
+    assert second["response_metadata"]["next_cursor"] == ""
+    # Shaped like Slack's own member cursors: base64 of user:<id>.
+    assert base64.b64decode(first["response_metadata"]["next_cursor"]).decode() == "user:U0BOT"
+
+
+async def test_slack_sdk_iterates_member_pages(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    slack.add_to_channel("C0GENERAL", slack.bot.user_id)
+
+    pages = [
+        list(page["members"])
+        async for page in await client.conversations_members(channel="C0GENERAL", limit=3)
+    ]
+
+    assert pages == [["U0ALICE", "U0BOB", "U0BOT"], ["U0CAROL"]]
+
+
+async def test_a_member_cursor_survives_its_user_leaving(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    slack.add_to_channel("C0GENERAL", slack.bot.user_id)
+    first = await client.conversations_members(channel="C0GENERAL", limit=2)
+    slack.remove_from_channel("C0GENERAL", slack.bot.user_id)
+
+    rest = await client.conversations_members(
+        channel="C0GENERAL", cursor=first["response_metadata"]["next_cursor"]
+    )
+
+    assert rest["members"] == ["U0CAROL"]
+
+
+async def test_private_members_need_membership_and_groups_read(clock: FakeClock) -> None:
+    channels = [
+        *DEFAULT_CHANNELS,
+        SeedChannel(id="G0LEGAL", name="legal", is_private=True),
+        SeedChannel(id="G0WAR", name="war-room", is_private=True, members=frozenset({"U0BOT", "U0BOB"})),
+    ]
+    scopes = DEFAULT_BOT_SCOPES - {"groups:read"}
+    async with SlackStandIn(responders=(), clock=clock, channels=channels, scopes=scopes) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
+
+        without_scope = await refused(client.conversations_members(channel="G0WAR"))
+        slack.scopes = slack.scopes | {"groups:read"}
+        not_in = await refused(client.conversations_members(channel="G0LEGAL"))
+        war_room = await client.conversations_members(channel="G0WAR")
+
+    assert (without_scope["error"], without_scope["needed"]) == ("missing_scope", "groups:read")
+    assert not_in["error"] == "channel_not_found"
+    assert war_room["members"] == ["U0BOB", "U0BOT"]
+
+
+async def test_members_need_channels_read(clock: FakeClock) -> None:
+    async with SlackStandIn(
+        responders=(), clock=clock, scopes=DEFAULT_BOT_SCOPES - {"channels:read"}
+    ) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
+
+        body = await refused(client.conversations_members(channel="C0GENERAL"))
+
+    assert (body["error"], body["needed"]) == ("missing_scope", "channels:read")
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"channel": "C0NOWHERE"}, "channel_not_found"),
+        ({"channel": "general"}, "channel_not_found"),  # ids only
+        ({"channel": "C0GENERAL", "cursor": "dGVhbTpDMEdFTkVSQUw="}, "invalid_cursor"),  # team:C0GENERAL
+        ({"channel": "C0GENERAL", "limit": "0"}, "invalid_limit"),
+    ],
+)
+async def test_members_refuses_bad_arguments(
+    client: AsyncWebClient, options: dict[str, str], error: str
+) -> None:
+    body = await refused(client.conversations_members(**options))
 
     assert body["error"] == error

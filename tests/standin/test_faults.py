@@ -323,7 +323,7 @@ async def test_slack_sdk_timeout_on_a_held_answer(slack: SlackStandIn) -> None:
 
 
 async def test_stopping_the_stand_in_releases_held_answers(clock: FakeClock) -> None:
-    slack = SlackStandIn(clock=clock)
+    slack = SlackStandIn(responders=(), clock=clock)
     await slack.start()
     slack.faults.hang("chat.postMessage", 60)
     pending = asyncio.ensure_future(

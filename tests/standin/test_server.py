@@ -14,6 +14,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.demo.standin import (
     DEFAULT_BOT_SCOPES,
+    BotIdentity,
     Bucket,
     RateLimitConfig,
     SeedChannel,
@@ -222,7 +223,7 @@ async def test_unknown_channel_is_channel_not_found(client: AsyncWebClient) -> N
 @pytest.mark.asyncio
 async def test_private_channel_without_the_bot_does_not_exist_for_it(clock: FakeClock) -> None:
     secret = SeedChannel(id="C0SECRET", name="secret", is_private=True)
-    async with SlackStandIn(clock=clock, channels=[secret]) as slack:
+    async with SlackStandIn(responders=(), clock=clock, channels=[secret]) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
         body = await refused(client.chat_postMessage(channel="C0SECRET", text="hi"))
@@ -236,7 +237,7 @@ async def test_public_channel_without_membership_needs_chat_write_public(
     clock: FakeClock,
 ) -> None:
     scopes = DEFAULT_BOT_SCOPES - {"chat:write.public"}
-    async with SlackStandIn(clock=clock, scopes=scopes) as slack:
+    async with SlackStandIn(responders=(), clock=clock, scopes=scopes) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
         body = await refused(client.chat_postMessage(channel="C0MANAGERS", text="hi"))
@@ -249,7 +250,7 @@ async def test_public_channel_without_membership_needs_chat_write_public(
 
 @pytest.mark.asyncio
 async def test_missing_scope_names_what_is_needed(clock: FakeClock) -> None:
-    async with SlackStandIn(clock=clock, scopes={"commands", "users:read"}) as slack:
+    async with SlackStandIn(responders=(), clock=clock, scopes={"commands", "users:read"}) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
         body = await refused(client.chat_postMessage(channel="C0GENERAL", text="hi"))
@@ -261,7 +262,7 @@ async def test_missing_scope_names_what_is_needed(clock: FakeClock) -> None:
 
 @pytest.mark.asyncio
 async def test_conversations_join_needs_its_scope() -> None:
-    async with SlackStandIn(scopes=DEFAULT_BOT_SCOPES - {"channels:join"}) as slack:
+    async with SlackStandIn(responders=(), scopes=DEFAULT_BOT_SCOPES - {"channels:join"}) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
         body = await refused(client.conversations_join(channel="C0MANAGERS"))
 
@@ -333,7 +334,7 @@ async def test_create_channel_makes_the_bot_creator_and_member(
 
 @pytest.mark.asyncio
 async def test_channel_creation_can_be_forbidden(clock: FakeClock) -> None:
-    async with SlackStandIn(clock=clock, allow_channel_creation=False) as slack:
+    async with SlackStandIn(responders=(), clock=clock, allow_channel_creation=False) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
         body = await refused(client.conversations_create(name="inc-1"))
@@ -365,7 +366,7 @@ async def test_invite_users(slack: SlackStandIn, client: AsyncWebClient) -> None
 @pytest.mark.asyncio
 async def test_join_and_info_with_the_right_scopes(clock: FakeClock) -> None:
     async with SlackStandIn(
-        clock=clock, scopes=DEFAULT_BOT_SCOPES | {"channels:join", "channels:read"}
+        responders=(), clock=clock, scopes=DEFAULT_BOT_SCOPES | {"channels:join", "channels:read"}
     ) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
 
@@ -464,6 +465,48 @@ async def test_permalink(client: AsyncWebClient) -> None:
     assert link["permalink"] == (
         f"https://standin.slack.test/archives/C0GENERAL/p{posted['ts'].replace('.', '')}"
     )
+
+
+@pytest.mark.asyncio
+async def test_permalinks_and_auth_test_use_the_workspace_domain(clock: FakeClock) -> None:
+    async with SlackStandIn(responders=(), clock=clock, bot=BotIdentity(team_domain="acme")) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
+        posted = await client.chat_postMessage(channel="C0GENERAL", text="hi")
+
+        link = await client.chat_getPermalink(channel="C0GENERAL", message_ts=posted["ts"])
+        auth = await client.auth_test()
+
+    assert link["permalink"] == f"https://acme.slack.test/archives/C0GENERAL/p{posted['ts'].replace('.', '')}"
+    assert link["channel"] == "C0GENERAL"
+    assert auth["url"] == "https://acme.slack.test/"
+
+
+@pytest.mark.asyncio
+async def test_permalink_of_a_thread_reply_names_its_thread(client: AsyncWebClient) -> None:
+    parent = await client.chat_postMessage(channel="C0GENERAL", text="SEV2 declared")
+    reply = await client.chat_postMessage(channel="C0GENERAL", text="paged", thread_ts=parent["ts"])
+
+    link = await client.chat_getPermalink(channel="C0GENERAL", message_ts=reply["ts"])
+
+    assert link["permalink"] == (
+        f"https://standin.slack.test/archives/C0GENERAL/p{reply['ts'].replace('.', '')}"
+        f"?thread_ts={parent['ts']}&cid=C0GENERAL"
+    )
+
+
+@pytest.mark.asyncio
+async def test_permalink_needs_no_scope_and_refuses_what_is_not_there(clock: FakeClock) -> None:
+    async with SlackStandIn(responders=(), clock=clock, scopes=()) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
+        said = slack.add_user_message("C0GENERAL", "U0ALICE", "checkout is failing")
+
+        link = await client.chat_getPermalink(channel="C0GENERAL", message_ts=said.ts)
+        no_message = await refused(client.chat_getPermalink(channel="C0GENERAL", message_ts="1.000001"))
+        no_channel = await refused(client.chat_getPermalink(channel="C0NOWHERE", message_ts=said.ts))
+
+    assert link["permalink"].endswith(f"/archives/C0GENERAL/p{said.ts.replace('.', '')}")
+    assert no_message["error"] == "message_not_found"
+    assert no_channel["error"] == "channel_not_found"
 
 
 # -- views.* ---------------------------------------------------------------------------------
@@ -648,7 +691,7 @@ async def test_response_url_expires_after_30_minutes(slack: SlackStandIn, clock:
 @pytest.mark.asyncio
 async def test_post_message_rate_limit_per_channel(clock: FakeClock) -> None:
     config = RateLimitConfig(chat_post_message_per_channel=Bucket(burst=2, per_second=0.5))
-    async with SlackStandIn(clock=clock, rate_limits=True, rate_limit_config=config) as slack:
+    async with SlackStandIn(responders=(), clock=clock, rate_limits=True, rate_limit_config=config) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
         for n in range(2):
             await client.chat_postMessage(channel="C0GENERAL", text=f"burst {n}")
@@ -676,7 +719,7 @@ async def test_update_and_create_buckets_are_workspace_wide(clock: FakeClock) ->
         chat_update=Bucket.per_minute(50, burst=1),
         conversations_create=Bucket.per_minute(20, burst=1),
     )
-    async with SlackStandIn(clock=clock, rate_limits=True, rate_limit_config=config) as slack:
+    async with SlackStandIn(responders=(), clock=clock, rate_limits=True, rate_limit_config=config) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
         posted = await client.chat_postMessage(channel="C0GENERAL", text="v1")
         await client.chat_update(channel="C0GENERAL", ts=posted["ts"], text="v2")

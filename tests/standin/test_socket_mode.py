@@ -160,7 +160,7 @@ async def test_slack_says_hello_on_connect_and_tickets_work_once(slack: SlackSta
 
 
 async def test_stopping_the_standin_closes_open_sockets_at_once() -> None:
-    slack = SlackStandIn()
+    slack = SlackStandIn(responders=())
     await slack.start()
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(await open_url(slack))
@@ -224,6 +224,20 @@ async def test_a_checkbox_click_is_an_interactive_envelope(
     assert socket_bot.received == [envelope.payload]
     shown = slack.message(GENERAL, ts).blocks[2]["elements"][0]
     assert [o["value"] for o in shown["initial_options"]] == ["page"]
+
+
+async def test_a_message_shortcut_is_an_interactive_envelope(
+    slack: SlackStandIn, user: SlackUser, socket_bot: SocketBot
+) -> None:
+    said = slack.add_user_message(GENERAL, ALICE, "checkout is failing")
+
+    reply = await user.use_message_shortcut(BOB, GENERAL, said.ts, "add_to_timeline")
+
+    assert (reply.status, reply.body) == (200, None)
+    (envelope,) = slack.socket_envelopes()
+    assert (envelope.type, envelope.payload["type"]) == ("interactive", "message_action")
+    assert socket_bot.received == [envelope.payload]
+    await eventually(lambda: len(slack.ephemerals(BOB)) == 1)
 
 
 async def test_view_submission_acks_keep_update_or_close_the_modal(

@@ -83,6 +83,18 @@ def build_app(slack: SlackStandIn, received: list[JsonDict]) -> AsyncApp:
         await ack()
         received.append(body)
 
+    @app.shortcut("add_to_timeline")
+    async def add_to_timeline(ack: AsyncAck, body: JsonDict, respond: AsyncRespond) -> None:
+        await ack()
+        received.append(body)
+        await respond(text=f"Added to the timeline: {body['message']['text']}")
+
+    @app.shortcut("strike")
+    async def strike(ack: AsyncAck, body: JsonDict, respond: AsyncRespond) -> None:
+        await ack()
+        received.append(body)
+        await respond(text="~struck~", replace_original=True)
+
     @app.view("declare")
     async def declare(ack: AsyncAck, body: JsonDict, view: JsonDict) -> None:
         received.append(body)
@@ -404,6 +416,69 @@ async def test_clicking_what_is_not_there_fails_the_test(slack: SlackStandIn, us
         await user.click_checkbox("U0BOB", "C0GENERAL", ts, "step-9", selected=True)
     with pytest.raises(TypeError, match="not checkboxes"):
         await user.click_checkbox("U0BOB", "C0GENERAL", ts, "resolve", selected=True)
+
+
+# -- message shortcuts -----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_message_shortcut_payload_matches_slacks(
+    slack: SlackStandIn, user: SlackUser, bot: BotUnderTest
+) -> None:
+    said = slack.add_user_message("C0GENERAL", "U0ALICE", "checkout is failing since 10:02")
+
+    reply = await user.use_message_shortcut("U0BOB", "C0GENERAL", said.ts, "add_to_timeline")
+
+    assert reply.status == 200
+    (payload,) = bot.received
+    assert {k: v for k, v in payload.items() if k not in ("action_ts", "trigger_id", "response_url")} == {
+        "type": "message_action",
+        "token": "standin-verification-token",
+        "team": {"id": "T0001", "domain": "standin"},
+        "user": {"id": "U0BOB", "username": "bob", "name": "bob", "team_id": "T0001"},
+        "channel": {"id": "C0GENERAL", "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": "add_to_timeline",
+        "message_ts": said.ts,
+        "message": {
+            "type": "message",
+            "text": "checkout is failing since 10:02",
+            "user": "U0ALICE",
+            "ts": said.ts,
+            "team": "T0001",
+        },
+    }
+    assert payload["trigger_id"] in slack.workspace.triggers
+    assert payload["response_url"].startswith(f"{slack.base_url}response/")
+    (ephemeral,) = slack.ephemerals("U0BOB")
+    assert (ephemeral.text, ephemeral.source) == (
+        "Added to the timeline: checkout is failing since 10:02",
+        "response_url",
+    )
+    assert slack.rejected_calls() == []
+
+
+@pytest.mark.asyncio
+async def test_a_shortcut_reply_replaces_only_the_apps_own_message(
+    slack: SlackStandIn, user: SlackUser
+) -> None:
+    own_ts = await post_checklist(slack)
+    said = slack.add_user_message("C0GENERAL", "U0ALICE", "checkout is failing")
+
+    await user.use_message_shortcut("U0BOB", "C0GENERAL", own_ts, "strike")
+    await user.use_message_shortcut("U0BOB", "C0GENERAL", said.ts, "strike")
+
+    assert slack.message("C0GENERAL", own_ts).text == "~struck~"
+    assert slack.message("C0GENERAL", said.ts).text == "checkout is failing"
+
+
+@pytest.mark.asyncio
+async def test_a_shortcut_on_a_message_that_is_not_there_fails_the_test(
+    slack: SlackStandIn, user: SlackUser
+) -> None:
+    with pytest.raises(KeyError, match="no message"):
+        await user.use_message_shortcut("U0BOB", "C0GENERAL", "1.000001", "add_to_timeline")
 
 
 # -- transcript ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .workspace import (
     ResponseDelivery,
     SeedChannel,
     SeedUser,
+    UploadedFile,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "SlackUser",
     "SocketConnection",
     "SocketEnvelope",
+    "UploadedFile",
     "Violation",
     "check_blocks",
     "check_message",

@@ -20,12 +20,13 @@ from .metadata import CheckedMetadata, check_metadata
 from .pagination import BadArgument, decode_cursor, encode_cursor, parse_limit, parse_ts
 from .ratelimit import RateLimiter
 from .workspace import (
-    PERMALINK_HOST,
+    BotIdentity,
     Channel,
     JsonDict,
     Message,
     OpenedView,
     TriggerId,
+    UploadedFile,
     Workspace,
 )
 
@@ -48,6 +49,14 @@ HISTORY_MAX_LIMIT = 999
 # more, work); a value Slack does not understand is invalid_limit.
 LIST_DEFAULT_LIMIT = 100
 LIST_MAX_LIMIT = 999
+# https://docs.slack.dev/reference/methods/conversations.members: "specify a limit value under
+# 1000"; the default page is 100, as for conversations.list.
+MEMBERS_DEFAULT_LIMIT = 100
+MEMBERS_MAX_LIMIT = 999
+# https://docs.slack.dev/reference/methods/files.getUploadURLExternal: alt_txt_too_large past
+# 1000 characters. files.completeUploadExternal: channels_limit_exceeded past 100 channels.
+MAX_ALT_TXT_CHARS = 1000
+MAX_SHARE_CHANNELS = 100
 # conversations.list `types`, and the scope a bot token needs to list each.
 LIST_TYPE_SCOPES = {
     "public_channel": "channels:read",
@@ -98,6 +107,8 @@ class CallContext:
     scopes: frozenset[str]
     allow_channel_creation: bool
     limiter: RateLimiter | None
+    # Where the stand-in serves HTTP (http://127.0.0.1:PORT/), for the URLs it hands out.
+    base_url: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
     # What the stand-in noticed about an accepted call (e.g. metadata Slack drops silently).
     notes: list[str] = field(default_factory=list)
@@ -222,7 +233,7 @@ def auth_test(ctx: CallContext) -> JsonDict:
     bot = ctx.workspace.bot
     return {
         "ok": True,
-        "url": f"{PERMALINK_HOST}/",
+        "url": f"{bot.web_url}/",
         "team": bot.team_name,
         "user": bot.name,
         "team_id": bot.team_id,
@@ -326,16 +337,17 @@ def chat_post_ephemeral(ctx: CallContext) -> JsonDict:
 
 
 def chat_get_permalink(ctx: CallContext) -> JsonDict:
+    """https://docs.slack.dev/reference/methods/chat.getPermalink needs no scope, only a token."""
     channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
     ts = ctx.required_text_arg("message_ts", "message_not_found")
     message = ctx.workspace.find_message(channel.id, ts)
     if message is None:
         raise ApiError("message_not_found", reasons=[f"no message {ts} in {channel.id}"])
-    return {"ok": True, "channel": channel.id, "permalink": permalink(message)}
+    return {"ok": True, "channel": channel.id, "permalink": permalink(ctx.workspace.bot, message)}
 
 
-def permalink(message: Message) -> str:
-    link = f"{PERMALINK_HOST}/archives/{message.channel}/p{message.ts.replace('.', '')}"
+def permalink(bot: BotIdentity, message: Message) -> str:
+    link = f"{bot.web_url}/archives/{message.channel}/p{message.ts.replace('.', '')}"
     if message.thread_ts is not None and message.thread_ts != message.ts:
         link += f"?thread_ts={message.thread_ts}&cid={message.channel}"
     return link
@@ -532,6 +544,161 @@ def conversations_list(ctx: CallContext) -> JsonDict:
     }
 
 
+def conversations_members(ctx: CallContext) -> JsonDict:
+    """The user ids in a channel, in cursor pages.
+
+    https://docs.slack.dev/reference/methods/conversations.members: channels:read for a public
+    channel (the bot need not be in it), groups:read for a private one; a private channel the bot
+    is not in does not exist for it (channel_not_found). Cursors look like Slack's, base64 of
+    `user:<id>`; members are listed by id, so a cursor stays good when its user leaves.
+    """
+    channel = ctx.visible_channel(ctx.text_arg("channel"), by_name=False)
+    ctx.require_scope("groups:read" if channel.is_private else "channels:read")
+    try:
+        limit = parse_limit(ctx.params.get("limit"), default=MEMBERS_DEFAULT_LIMIT, maximum=MEMBERS_MAX_LIMIT)
+        cursor = ctx.text_arg("cursor")
+        start_id = decode_cursor(cursor, "user") if cursor else None
+    except BadArgument as bad:
+        raise ApiError(bad.error, reasons=[bad.reason]) from None
+    members = sorted(m for m in channel.members if start_id is None or m >= start_id)
+    page, rest = members[:limit], members[limit:]
+    return {
+        "ok": True,
+        "members": page,
+        "response_metadata": {"next_cursor": encode_cursor("user", rest[0]) if rest else ""},
+    }
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def files_get_upload_url_external(ctx: CallContext) -> JsonDict:
+    """Step 1 of an upload: a file id and the URL to POST its bytes to (served by the stand-in).
+
+    https://docs.slack.dev/reference/methods/files.getUploadURLExternal: files:write; `filename`
+    and `length` are required, and a `length` of 0 is missing_argument.
+    """
+    ctx.require_scope("files:write")
+    filename = ctx.required_text_arg("filename")
+    raw_length = ctx.text_arg("length")
+    if not raw_length or raw_length == "0":
+        raise ApiError("missing_argument", reasons=["length is missing or 0"])
+    try:
+        length = int(raw_length)
+    except ValueError:
+        raise ApiError("invalid_arguments", reasons=[f"length {raw_length!r} is not an integer"]) from None
+    if length < 0:
+        raise ApiError("invalid_arguments", reasons=[f"length {length} is negative"])
+    alt_txt = ctx.text_arg("alt_txt")
+    if alt_txt is not None and len(alt_txt) > MAX_ALT_TXT_CHARS:
+        raise ApiError(
+            "alt_txt_too_large",
+            reasons=[f"alt_txt is {len(alt_txt)} characters; at most {MAX_ALT_TXT_CHARS}"],
+        )
+    ws = ctx.workspace
+    uploaded = UploadedFile(
+        id=f"F{ws.next_number('file'):04d}",
+        name=filename,
+        length=length,
+        user=ctx.bot_user,
+        created=int(ws.clock()),
+        upload_ticket=f"{ws.next_number('upload')}-{secrets.token_hex(8)}",
+        alt_txt=alt_txt,
+        snippet_type=ctx.text_arg("snippet_type"),
+    )
+    ws.files[uploaded.id] = uploaded
+    upload_url = f"{ctx.base_url}upload/v1/{uploaded.upload_ticket}"
+    return {"ok": True, "upload_url": upload_url, "file_id": uploaded.id}
+
+
+def files_complete_upload_external(ctx: CallContext) -> JsonDict:
+    """Step 3 of an upload: titles the files and shares them, each in a message of its own channel.
+
+    https://docs.slack.dev/reference/methods/files.completeUploadExternal: files:write; "Could not
+    find the file from the upload ticket" is file_not_found, which the stand-in also answers for
+    bytes that never arrived or differ in size from `length` (Slack documents no closer error),
+    and for a second completion ("This method can only be called once"). Sharing needs the bot in
+    the channel (not_in_channel), even in a public one where chat:write.public lets it post; a
+    private one it is not in answers not_in_channel here too, not channel_not_found.
+    Everything is checked before anything is shared. Slack shares asynchronously; the stand-in
+    shares at once.
+    """
+    ctx.require_scope("files:write")
+    uploads = _files_to_complete(ctx)
+    channels = _share_channels(ctx)
+    thread_ts = ctx.text_arg("thread_ts")
+    if thread_ts and len(channels) > 1:
+        raise ApiError("invalid_arguments", reasons=["thread_ts shares into one channel only"])
+    if ctx.params.get("blocks") is not None and not ctx.text_arg("initial_comment"):
+        ctx.notes.append("blocks in files.completeUploadExternal are not shown by the stand-in")
+
+    ws = ctx.workspace
+    for uploaded, title in uploads:
+        uploaded.title = title or uploaded.name
+        uploaded.completed = True
+    shared = [uploaded.to_slack(ws.bot) for uploaded, _ in uploads]
+    for channel in channels:
+        ws.add_message(
+            channel_id=channel.id,
+            text=ctx.text_arg("initial_comment") or "",
+            blocks=[],
+            thread_ts=thread_ts,
+            files=shared,
+        )
+        for uploaded, _ in uploads:
+            uploaded.channels.append(channel.id)
+    return {"ok": True, "files": shared}
+
+
+def _files_to_complete(ctx: CallContext) -> list[tuple[UploadedFile, str | None]]:
+    listed = ctx.json_arg("files", "invalid_arguments")
+    if not isinstance(listed, list) or not listed:
+        raise ApiError("invalid_arguments", reasons=["files must be a non-empty JSON array"])
+    uploads: list[tuple[UploadedFile, str | None]] = []
+    for entry in listed:
+        file_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(file_id, str) or not file_id:
+            raise ApiError("invalid_arguments", reasons=[f"{entry!r} is not an object with an id"])
+        title = entry.get("title")
+        uploads.append((_uploaded_file(ctx.workspace, file_id), title if isinstance(title, str) else None))
+    return uploads
+
+
+def _uploaded_file(ws: Workspace, file_id: str) -> UploadedFile:
+    uploaded = ws.files.get(file_id)
+    if uploaded is None:
+        raise ApiError("file_not_found", reasons=[f"no upload {file_id} was started"])
+    if uploaded.completed:
+        raise ApiError("file_not_found", reasons=[f"{file_id} was already completed"])
+    if uploaded.content is None:
+        raise ApiError("file_not_found", reasons=[f"no bytes were POSTed to the upload URL of {file_id}"])
+    if len(uploaded.content) != uploaded.length:
+        raise ApiError(
+            "file_not_found",
+            reasons=[f"{file_id} got {len(uploaded.content)} bytes; length said {uploaded.length}"],
+        )
+    return uploaded
+
+
+def _share_channels(ctx: CallContext) -> list[Channel]:
+    """The channels named by `channel_id` and `channels`, each one the bot may share into."""
+    ids = [ctx.text_arg("channel_id") or "", *(ctx.text_arg("channels") or "").split(",")]
+    wanted = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
+    if len(wanted) > MAX_SHARE_CHANNELS:
+        raise ApiError(
+            "channels_limit_exceeded", reasons=[f"{len(wanted)} channels; at most {MAX_SHARE_CHANNELS}"]
+        )
+    channels: list[Channel] = []
+    for channel_id in wanted:
+        channel = ctx.workspace.channel(channel_id)
+        if channel is None:
+            raise ApiError("channel_not_found", reasons=[f"no channel {channel_id}"])
+        if ctx.bot_user not in channel.members:
+            raise ApiError("not_in_channel", reasons=[f"the bot is not in #{channel.name}"])
+        channels.append(channel)
+    return channels
+
+
 # -- views ----------------------------------------------------------------------------------
 
 
@@ -680,6 +847,9 @@ METHODS: dict[str, Handler] = {
     "conversations.info": conversations_info,
     "conversations.history": conversations_history,
     "conversations.list": conversations_list,
+    "conversations.members": conversations_members,
+    "files.getUploadURLExternal": files_get_upload_url_external,
+    "files.completeUploadExternal": files_complete_upload_external,
     "views.open": views_open,
     "views.update": views_update,
     "views.push": views_push,

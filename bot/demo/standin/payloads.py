@@ -1,8 +1,9 @@
 """Interaction payloads exactly as Slack sends them to an app's request URL.
 
 Shapes follow https://docs.slack.dev/interactivity/implementing-slash-commands,
-https://docs.slack.dev/reference/interaction-payloads/block_actions-payload and
-https://docs.slack.dev/reference/interaction-payloads/view-interactions-payload.
+https://docs.slack.dev/reference/interaction-payloads/block_actions-payload,
+https://docs.slack.dev/reference/interaction-payloads/view-interactions-payload and
+https://docs.slack.dev/reference/interaction-payloads/shortcuts-interaction-payload.
 These are pure functions: the caller supplies ids, trigger ids and response URLs.
 """
 
@@ -130,6 +131,33 @@ def block_actions_payload(
         "state": {"values": state_values},
         "response_url": response_url,
         "actions": [action],
+    }
+
+
+def message_action_payload(
+    actor: Actor,
+    *,
+    callback_id: str,
+    message: JsonDict,
+    trigger_id: str,
+    response_url: str,
+    action_ts: str,
+) -> JsonDict:
+    """A message shortcut ("More actions" on a message): `message` is the whole message shown."""
+    return {
+        "type": "message_action",
+        "token": actor.verification_token,
+        "action_ts": action_ts,
+        "team": actor.team_field(),
+        "user": actor.user_field(),
+        "channel": {"id": actor.channel_id, "name": actor.channel_name},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
+        "response_url": response_url,
+        "message_ts": message["ts"],
+        "message": copy.deepcopy(message),
     }
 
 

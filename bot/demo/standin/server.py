@@ -15,9 +15,9 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from .faults import HANG_TIMEOUT_PAGE, HANG_TIMEOUT_STATUS, Fault, Faults
 from .interactions import apply_view_submission_reply, deliver_reply, response_url_refusal
@@ -26,9 +26,11 @@ from .ratelimit import RateLimitConfig, RateLimiter
 from .socket_mode import DisconnectReason, SocketConnection, SocketEnvelope, SocketModeServer
 from .workspace import (
     DEFAULT_CHANNELS,
+    DEFAULT_RESPONDERS,
     DEFAULT_USERS,
     ApiCall,
     BotIdentity,
+    CallKind,
     Channel,
     EphemeralMessage,
     JsonDict,
@@ -39,6 +41,7 @@ from .workspace import (
     SeedChannel,
     SeedUser,
     TriggerId,
+    UploadedFile,
     Workspace,
 )
 
@@ -53,6 +56,9 @@ DEFAULT_BOT_SCOPES = frozenset(
         "channels:read",
         "channels:join",
         "groups:history",
+        "groups:read",
+        "files:write",
+        "users:read",
     }
 )
 CONNECTIONS_OPEN = "apps.connections.open"
@@ -72,6 +78,7 @@ class SlackStandIn:
         rate_limit_config: RateLimitConfig | None = None,
         channels: Iterable[SeedChannel] = DEFAULT_CHANNELS,
         users: Iterable[SeedUser] = DEFAULT_USERS,
+        responders: Iterable[str] | None = None,
         bot: BotIdentity | None = None,
         clock: Callable[[], float] = time.time,
         host: str = "127.0.0.1",
@@ -82,7 +89,12 @@ class SlackStandIn:
         self.scopes = frozenset(scopes if scopes is not None else DEFAULT_BOT_SCOPES)
         self.allow_channel_creation = allow_channel_creation
         self.bot = bot or BotIdentity()
-        self.workspace = Workspace(bot=self.bot, users=users, channels=channels, clock=clock)
+        users = list(users)
+        if responders is None:  # the default on-call team, those of it that are seeded
+            responders = DEFAULT_RESPONDERS & {u.id for u in users}
+        self.workspace = Workspace(
+            bot=self.bot, users=users, channels=channels, clock=clock, responders=responders
+        )
         self._clock = clock
         self._limiter = RateLimiter(rate_limit_config or RateLimitConfig(), clock) if rate_limits else None
         self.socket_mode = SocketModeServer(app_id=self.bot.app_id, clock=clock)
@@ -102,6 +114,7 @@ class SlackStandIn:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{response_id}", self._handle_response_url)
+        app.router.add_post("/upload/v1/{ticket}", self._handle_upload)
         app.router.add_get("/socket/{ticket}", self.socket_mode.handle_websocket)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -243,6 +256,37 @@ class SlackStandIn:
     def responses(self) -> list[ResponseDelivery]:
         return list(self.workspace.responses)
 
+    def members(self, channel_id: str) -> list[str]:
+        """Who is in a channel (the bot included, when it is), by user id."""
+        channel = self.workspace.channel(channel_id)
+        if channel is None:
+            raise KeyError(f"no channel {channel_id}")
+        return sorted(channel.members)
+
+    def add_to_channel(self, channel_id: str, *user_ids: str) -> None:
+        """Puts users in a channel behind the app's back, as a person inviting them would."""
+        self.workspace.add_members(channel_id, user_ids)
+
+    def remove_from_channel(self, channel_id: str, *user_ids: str) -> None:
+        """Takes users out of a channel behind the app's back, as leaving would."""
+        self.workspace.remove_members(channel_id, user_ids)
+
+    def add_user_message(
+        self, channel_id: str, user_id: str, text: str, *, thread_ts: str | None = None
+    ) -> Message:
+        """A message a person wrote in the channel; no event is sent to the app."""
+        return self.workspace.add_user_message(
+            channel_id=channel_id, user_id=user_id, text=text, thread_ts=thread_ts
+        )
+
+    def files(self, channel_id: str | None = None) -> list[UploadedFile]:
+        """Files the app uploaded, in the order it started them; with `channel_id`, only the ones
+        shared into that channel (completed uploads)."""
+        return [f for f in self.workspace.files.values() if channel_id is None or channel_id in f.channels]
+
+    def file(self, file_id: str) -> UploadedFile:
+        return self.workspace.files[file_id]
+
     # -- Socket Mode ----------------------------------------------------------------------
 
     def socket_connections(self, *, open_only: bool = True) -> list[SocketConnection]:
@@ -308,6 +352,7 @@ class SlackStandIn:
                 scopes=self.scopes,
                 allow_channel_creation=self.allow_channel_creation,
                 limiter=self._limiter,
+                base_url=self.base_url,
             )
             body = handler(context)
             return 200, body, {}, context.notes
@@ -380,7 +425,7 @@ class SlackStandIn:
         body: JsonDict,
         status: int | None,
         reasons: list[str] | None = None,
-        kind: Literal["web_api", "reply"] = "web_api",
+        kind: CallKind = "web_api",
         *,
         applied: bool = False,
         fault: Fault | None = None,
@@ -447,6 +492,24 @@ class SlackStandIn:
         self._record_reply("response_url", delivery)
         return web.Response(status=delivery.http_status, text=delivery.error or "ok")
 
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """Step 2 of an external upload: the file's bytes, raw or as a multipart form's file part.
+
+        Slack answers 200 for bytes it took (as text/plain "OK - <size>") and another status
+        otherwise. Sizes are compared with `length` at files.completeUploadExternal.
+        """
+        uploaded = self.workspace.file_by_ticket(request.match_info["ticket"])
+        content = await _read_upload(request)
+        params: JsonDict = {"file_id": uploaded.id if uploaded else None, "bytes": len(content)}
+        if uploaded is None or uploaded.completed:
+            why = "no upload was started for this URL" if uploaded is None else "the upload was completed"
+            body: JsonDict = {"ok": False, "error": "not_found"}
+            self._record("upload_url", params, body, 404, [why], kind="upload")
+            return web.Response(status=404, text="not_found", content_type="text/plain")
+        uploaded.content = content
+        self._record("upload_url", params, {"ok": True}, 200, kind="upload", applied=True)
+        return web.Response(text=f"OK - {len(content)}", content_type="text/plain")
+
 
 async def _read_call(request: web.Request) -> tuple[JsonDict, str | None, str | None]:
     """Merges query string, form body and JSON body the way Slack reads arguments.
@@ -475,6 +538,21 @@ async def _read_call(request: web.Request) -> tuple[JsonDict, str | None, str | 
     if token is None and isinstance(form_token, str):
         token = form_token
     return params, token, body_error
+
+
+async def _read_upload(request: web.Request) -> bytes:
+    if not request.content_type.startswith("multipart/"):
+        return await request.read()
+    reader = await request.multipart()
+    first: bytes | None = None
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue
+        data = bytes(await part.read())
+        if part.filename is not None:
+            return data
+        first = data if first is None else first
+    return first or b""
 
 
 def _raw_response(status: int, content_type: str | None, body: str) -> web.Response:

@@ -2,7 +2,8 @@
 
 When a message has blocks, Slack shows the blocks (the `text` is only the notification
 fallback), so the blocks are what gets rendered. Checkboxes show as `[x] text — description`
-when the option is in `initial_options`, `[ ] text` otherwise; buttons as `[ Label ]`.
+when the option is in `initial_options`, `[ ] text` otherwise; buttons as `[ Label ]`; a shared
+file as `[file: Title]`.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ def render_channel(standin: SlackStandIn, channel_id: str, *, viewer: str | None
         if isinstance(entry, EphemeralMessage):
             lines += render_message_lines("only visible to you", entry.text, entry.blocks, indent="")
             continue
-        lines += render_message_lines(names.get(entry.user, entry.user), entry.text, entry.blocks)
+        author = names.get(entry.user, entry.user)
+        lines += render_message_lines(author, entry.text, entry.blocks, files=entry.files)
         replies = [m for m in messages if m.thread_ts == entry.ts and m.ts != entry.ts]
         for reply in replies:
             author = names.get(reply.user, reply.user)
-            lines += render_message_lines(author, reply.text, reply.blocks, indent=INDENT)
+            lines += render_message_lines(author, reply.text, reply.blocks, indent=INDENT, files=reply.files)
     channels = {cid: channel.name for cid, channel in standin.workspace.channels.items()}
     return _as_read(("\n".join(lines)), names, channels)
 
@@ -57,8 +59,17 @@ def _as_read(text: str, users: dict[str, str], channels: dict[str, str]) -> str:
     return shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def render_message_lines(author: str, text: str, blocks: list[JsonDict], *, indent: str = "") -> list[str]:
-    body = render_blocks(blocks) if blocks else text.splitlines() or [""]
+def render_message_lines(
+    author: str,
+    text: str,
+    blocks: list[JsonDict],
+    *,
+    indent: str = "",
+    files: list[JsonDict] | None = None,
+) -> list[str]:
+    body = render_blocks(blocks) if blocks else text.splitlines()
+    body += [f"[file: {f.get('title') or f.get('name')}]" for f in files or []]
+    body = body or [""]
     return [f"{indent}{author}:", *(f"{indent}{INDENT}{line}" for line in body)]
 
 

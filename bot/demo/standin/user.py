@@ -27,6 +27,7 @@ from .payloads import (
     checkbox_selection,
     checkbox_state,
     find_element,
+    message_action_payload,
     slash_command_form,
     view_submission_payload,
 )
@@ -221,6 +222,35 @@ class SlackUser:
         state = checkbox_state(message, None)
         return await self._send_block_action(user_id, channel_id, message, action, state)
 
+    async def use_message_shortcut(
+        self,
+        user_id: str,
+        channel_id: str,
+        message_ts: str,
+        callback_id: str,
+        *,
+        snapshot: JsonDict | None = None,
+    ) -> BotReply:
+        """Picks the app's message shortcut `callback_id` from a message's "More actions" menu.
+
+        Works on any message, a person's or the bot's. `snapshot` is the message as a stale
+        client still shows it. The response_url can replace or delete only the app's own message.
+        """
+        message = self._message_as_shown(channel_id, message_ts, snapshot)
+        stored = self.standin.workspace.find_message(channel_id, message_ts)
+        own = stored is not None and stored.user == self.standin.bot.user_id
+        payload = message_action_payload(
+            self._actor(user_id, channel_id),
+            callback_id=callback_id,
+            message=message,
+            trigger_id=self.standin.new_trigger_id(user_id),
+            response_url=self.standin.new_response_url(
+                channel_id, user_id, message_ts=message_ts if own else None
+            ),
+            action_ts=self._action_ts(),
+        )
+        return await self._send_interaction(payload)
+
     async def submit_view(self, user_id: str, view_id: str, values: JsonDict) -> BotReply:
         """Submits an open modal with `values` as view.state.values ({block_id: {action_id: ...}})."""
         opened = self.standin.view(view_id)
@@ -269,6 +299,8 @@ class SlackUser:
         channel = ws.channel(channel_id) if channel_id is not None else None
         if channel_id is not None and channel is None:
             raise LookupError(f"no channel {channel_id} in the stand-in workspace")
+        if channel is not None and not channel.is_private and user_id in ws.responders:
+            ws.add_members(channel.id, [user_id])  # a responder joins to act there
         return Actor(
             user=user,
             channel_id=channel.id if channel else "",

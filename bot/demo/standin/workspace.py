@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JsonDict = dict[str, Any]
 
-PERMALINK_HOST = "https://standin.slack.test"
-
-MessageSource = Literal["api", "response_url", "ack"]
+# How a message got there: the app's Web API call, its reply to an interaction, or a person.
+MessageSource = Literal["api", "response_url", "ack", "user"]
 ReplyOutcome = Literal["ephemeral", "in_channel", "replaced", "deleted"]
 FaultKind = Literal["fail", "error", "hang", "close_connection"]
+CallKind = Literal["web_api", "reply", "upload"]
 
 
 class SeedUser(BaseModel):
@@ -55,6 +55,10 @@ DEFAULT_USERS: tuple[SeedUser, ...] = (
     SeedUser(id="U0BOB", name="bob", real_name="Bob Baker"),
     SeedUser(id="U0CAROL", name="carol", real_name="Carol Chen"),
 )
+# The on-call team: each joins a public channel the moment they act in it (as a responder
+# clicks "Join channel" in Slack before typing or clicking there). Anyone else stays out until
+# added, so a test has bystanders by leaving them out of `responders`.
+DEFAULT_RESPONDERS: frozenset[str] = frozenset({"U0ALICE", "U0BOB", "U0CAROL"})
 
 DEFAULT_CHANNELS: tuple[SeedChannel, ...] = (
     SeedChannel(id="C0GENERAL", name="general", is_general=True),
@@ -74,6 +78,11 @@ class BotIdentity(BaseModel):
     bot_id: str = "B0001"
     user_id: str = "U0BOT"
     name: str = "incident-bot"
+
+    @property
+    def web_url(self) -> str:
+        """The workspace's address, as in its permalinks (https://<domain>.slack.com at Slack)."""
+        return f"https://{self.team_domain}.slack.test"
 
 
 class User(BaseModel):
@@ -161,6 +170,8 @@ class Message(BaseModel):
     source: MessageSource = "api"
     # {"event_type": ..., "event_payload": {...}} as chat.postMessage / chat.update stored it.
     metadata: JsonDict | None = None
+    # File objects shared with the message (files.completeUploadExternal), as Slack shows them.
+    files: list[JsonDict] = Field(default_factory=list)
 
     def to_slack(self, *, include_metadata: bool = True) -> JsonDict:
         """The message as Slack returns it in API responses and interaction payloads.
@@ -184,6 +195,9 @@ class Message(BaseModel):
             body["edited"] = {"user": self.user, "ts": self.edited_ts}
         if include_metadata and self.metadata is not None:
             body["metadata"] = copy.deepcopy(self.metadata)
+        if self.files:
+            body["files"] = copy.deepcopy(self.files)
+            body["upload"] = True
         return body
 
 
@@ -197,6 +211,59 @@ class EphemeralMessage(BaseModel):
     blocks: list[JsonDict] = Field(default_factory=list)
     thread_ts: str | None = None
     source: MessageSource = "api"
+
+
+class UploadedFile(BaseModel):
+    """A file the app uploaded, and where it was shared.
+
+    The external way, as files_upload_v2 does it: files.getUploadURLExternal, a POST of the
+    bytes to the upload URL, then files.completeUploadExternal (which titles and shares it).
+    """
+
+    id: str
+    name: str
+    title: str = ""
+    # The size files.getUploadURLExternal was told; `content` is what was POSTed (None: nothing yet).
+    length: int
+    content: bytes | None = None
+    user: str
+    created: int
+    upload_ticket: str
+    alt_txt: str | None = None
+    snippet_type: str | None = None
+    completed: bool = False
+    # Where completion shared it, in order; empty for a file completed without a channel (private).
+    channels: list[str] = Field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The content as UTF-8 text (a postmortem draft, a snippet)."""
+        if self.content is None:
+            raise ValueError(f"no bytes were uploaded for {self.id}")
+        return self.content.decode()
+
+    def to_slack(self, bot: BotIdentity) -> JsonDict:
+        """The file object as files.completeUploadExternal answers it and messages carry it."""
+        private = f"https://files.slack.test/files-pri/{bot.team_id}-{self.id}"
+        return {
+            "id": self.id,
+            "created": self.created,
+            "timestamp": self.created,
+            "name": self.name,
+            "title": self.title or self.name,
+            "user": self.user,
+            "user_team": bot.team_id,
+            "editable": False,
+            "size": len(self.content or b""),
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{private}/{self.name}",
+            "url_private_download": f"{private}/download/{self.name}",
+            "permalink": f"{bot.web_url}/files/{self.user}/{self.id}/{self.name}",
+        }
 
 
 class OpenedView(BaseModel):
@@ -286,8 +353,9 @@ class ApiCall(BaseModel):
     """One Web API call as the stand-in received and answered it.
 
     `kind="reply"` marks what the app sent back outside the Web API (a response_url post, a
-    slash command's ack body, a view_submission response_action): those are logged here so
-    `rejected_calls()` shows every refusal, but `calls()` lists Web API calls only.
+    slash command's ack body, a view_submission response_action), and `kind="upload"` a file's
+    bytes POSTed to its upload URL: those are logged here so `rejected_calls()` shows every
+    refusal, but `calls()` lists Web API calls only.
 
     A call that met an injected fault (`SlackStandIn.faults`) names it in `fault`. `injected`
     says the answer was made up by the fault and the workspace never saw the call; otherwise
@@ -296,7 +364,7 @@ class ApiCall(BaseModel):
     when the connection was closed without an answer.
     """
 
-    kind: Literal["web_api", "reply"] = "web_api"
+    kind: CallKind = "web_api"
     method: str
     params: JsonDict
     ok: bool
@@ -320,9 +388,11 @@ class Workspace:
         users: Iterable[SeedUser],
         channels: Iterable[SeedChannel],
         clock: Callable[[], float],
+        responders: Iterable[str] = (),
     ) -> None:
         self.bot = bot
         self.clock = clock
+        self.responders = frozenset(responders)  # users who join a public channel to act in it
         self._counters: dict[str, Iterator[int]] = {}
         self._last_ts_micros = 0
 
@@ -355,6 +425,7 @@ class Workspace:
         self.triggers: dict[str, TriggerId] = {}
         self.response_urls: dict[str, ResponseUrl] = {}
         self.responses: list[ResponseDelivery] = []
+        self.files: dict[str, UploadedFile] = {}
         self.calls: list[ApiCall] = []
 
     # -- ids and timestamps -------------------------------------------------------------
@@ -396,6 +467,9 @@ class Workspace:
     def find_message(self, channel_id: str, ts: str) -> Message | None:
         return next((m for m in self.messages.get(channel_id, []) if m.ts == ts), None)
 
+    def file_by_ticket(self, ticket: str) -> UploadedFile | None:
+        return next((f for f in self.files.values() if f.upload_ticket == ticket), None)
+
     # -- changes -------------------------------------------------------------------------
 
     def create_channel(self, name: str, *, is_private: bool, creator: str) -> Channel:
@@ -412,6 +486,25 @@ class Workspace:
         self.messages[channel_id] = []
         return channel
 
+    def add_members(self, channel_id: str, user_ids: Iterable[str]) -> None:
+        """Puts users (the bot included) in a channel, as joining or being invited does."""
+        channel = self._existing_channel(channel_id)
+        ids = list(user_ids)
+        unknown = sorted(set(ids) - set(self.users))
+        if unknown:
+            raise LookupError(f"no users {unknown} in the stand-in workspace")
+        channel.members.update(ids)
+
+    def remove_members(self, channel_id: str, user_ids: Iterable[str]) -> None:
+        """Takes users out of a channel, as leaving or being removed does."""
+        self._existing_channel(channel_id).members.difference_update(user_ids)
+
+    def _existing_channel(self, channel_id: str) -> Channel:
+        channel = self.channel(channel_id)
+        if channel is None:
+            raise LookupError(f"no channel {channel_id} in the stand-in workspace")
+        return channel
+
     def add_message(
         self,
         *,
@@ -422,6 +515,7 @@ class Workspace:
         thread_ts: str | None = None,
         source: MessageSource = "api",
         metadata: JsonDict | None = None,
+        files: list[JsonDict] | None = None,
     ) -> Message:
         message = Message(
             channel=channel_id,
@@ -436,6 +530,26 @@ class Workspace:
             thread_ts=thread_ts,
             source=source,
             metadata=copy.deepcopy(metadata),
+            files=copy.deepcopy(files or []),
+        )
+        self.messages[channel_id].append(message)
+        return message
+
+    def add_user_message(
+        self, *, channel_id: str, user_id: str, text: str, thread_ts: str | None = None
+    ) -> Message:
+        """A message a person wrote in the channel (no event reaches the app)."""
+        self._existing_channel(channel_id)
+        if user_id not in self.users:
+            raise LookupError(f"no user {user_id} in the stand-in workspace")
+        message = Message(
+            channel=channel_id,
+            ts=self.next_ts(),
+            text=text,
+            user=user_id,
+            team=self.bot.team_id,
+            thread_ts=thread_ts,
+            source="user",
         )
         self.messages[channel_id].append(message)
         return message
