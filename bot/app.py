@@ -108,6 +108,7 @@ class IncidentBot:
         """Ready: Redis answers and is the store this bot knows (no data loss)."""
         try:
             await self.store.check_identity()
+            await self.store.every_master_answers()
         except StoreUnavailable as exc:
             return False, f"the incident store (Redis) is unreachable: {exc}"
         except StoreLost as exc:

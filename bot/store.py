@@ -415,6 +415,13 @@ class IncidentStore:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
+    @translate_errors
+    async def every_master_answers(self) -> None:
+        """StoreUnavailable unless every master answers: on a Cluster, one master down (before
+        its replica is promoted) fails every write to its slots, so the bot is not ready."""
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.ping(target_nodes=RedisCluster.PRIMARIES)
+
     async def close(self) -> None:
         await self.redis.aclose()
 
