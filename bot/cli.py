@@ -18,13 +18,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import keys
 from bot.app import IncidentBot, create_app
-from bot.errors import StoreUnavailable
-from bot.playbook import PlaybookError
+from bot.errors import IncidentNotFound, StoreUnavailable
+from bot.investigation import Investigation
+from bot.playbook import PlaybookError, load_playbook
 from bot.redis_url import RedisUrlError
 from bot.settings import Settings
+from bot.slack_gateway import SlackGateway
 from bot.store import LOST, IncidentStore, connect
 
 log = logging.getLogger("incident-bot")
@@ -75,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="the number of the next incident: above the last one declared, so none repeats",
     )
+    postmortem = sub.add_parser(
+        "postmortem",
+        help="print an incident's postmortem draft (Markdown) from Redis, as the bot uploads it",
+    )
+    postmortem.add_argument("incident", help="the incident, like INC-42")
     demo = sub.add_parser(
         "demo", help="play a scripted incident against a built-in Slack stand-in (no workspace needed)"
     )
@@ -275,6 +283,43 @@ def store_reset(args: argparse.Namespace) -> int:
     return asyncio.run(reset())
 
 
+def print_postmortem(args: argparse.Namespace) -> int:
+    """The postmortem draft of one incident, from Redis. With SLACK_BOT_TOKEN, people are shown
+    by their Slack names, as in the uploaded file; else by their ids."""
+    try:
+        settings = _settings()
+        if not settings.redis_url:
+            return _fail("postmortem needs REDIS_URL: the Redis the bot runs on.")
+        store = IncidentStore(
+            connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
+        )
+        playbook = load_playbook(settings.incident_playbook)
+    except ValidationError as exc:
+        return _fail(f"bad configuration: {exc}")
+    except (RedisUrlError, PlaybookError) as exc:
+        return _fail(str(exc))
+    incident_id = str(args.incident).strip().upper()
+
+    async def render() -> int:
+        try:
+            draft = await Investigation(store, playbook).postmortem_draft(incident_id)
+        except IncidentNotFound:
+            return _fail(f"there is no incident {incident_id} in the store.")
+        except StoreUnavailable as exc:
+            print(f"incident-bot: the incident store (Redis) is unreachable: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+        names: dict[str, str] = {}
+        if settings.slack_bot_token:
+            client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.api_base_url)
+            names = await SlackGateway(client).user_names(draft.people)
+        print(draft.markdown(lambda user: names.get(user, user) if user else "incident-bot"), end="")
+        return 0
+
+    return asyncio.run(render())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -283,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return deliver(args)
     if args.command == "store":
         return store_reset(args)
+    if args.command == "postmortem":
+        return print_postmortem(args)
     if args.command == "demo":
         from bot.demo.script import main as demo_main
 

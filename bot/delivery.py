@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from bot.blocks import Rendered
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+
+from bot.blocks import MAX_SECTION_TEXT, Rendered
+from bot.blocks import format as fmt
 from bot.blocks import incident as incident_blocks
 from bot.blocks import updates as update_blocks
 from bot.blocks.checklist import checklist_message
+from bot.blocks.hypotheses import hypotheses_message
 from bot.effects import (
     Announce,
     Effect,
@@ -39,10 +43,14 @@ from bot.effects import (
     RefreshHeader,
     Reminder,
     Resolution,
+    Say,
     SeverityNote,
+    ShowHypotheses,
     Target,
+    UploadPostmortem,
 )
 from bot.errors import IncidentNotFound, NotAChecklistItem, StoreLost, StoreUnavailable
+from bot.investigation import postmortem_filename
 from bot.logs import Throttled
 from bot.models import ChecklistMessage, Claim, EventKind, Incident, MessageState, Phase, TimelineEvent
 from bot.naming import channel_name
@@ -227,6 +235,7 @@ class Delivery:
         blocked: set[str] = set()  # channels where a message is waiting: later ones keep their order
         again: list[datetime] = []
         later_refresh = {e.id for e in effects if isinstance(e.work, RefreshHeader)}
+        later_hypotheses = {e.id for e in effects if isinstance(e.work, ShowHypotheses)}
         for effect in effects:
             if time.monotonic() - started > self.config.budget:
                 return self.clock()
@@ -245,8 +254,17 @@ class Delivery:
             if isinstance(effect.work, OverdueNote) and incident.channel_id in blocked:
                 continue  # managers hear of a reminder only once the channel has it
             later_refresh.discard(effect.id)
+            later_hypotheses.discard(effect.id)
             if isinstance(effect.work, RefreshHeader) and later_refresh:
                 await self.store.complete_effect(incident_id, effect.id)  # a later one shows more
+                continue
+            if (
+                isinstance(effect.work, ShowHypotheses)
+                and later_hypotheses
+                and incident.hypotheses_ts is not None
+                and effect.in_doubt_since is None
+            ):
+                await self.store.complete_effect(incident_id, effect.id)  # an update a later one makes
                 continue
             if effect.not_before is not None and effect.not_before > self.clock():
                 again.append(effect.not_before)  # backing off (Retry-After, or after failures)
@@ -366,13 +384,13 @@ class Delivery:
                     return _Step(Result(Outcome.OK))
                 return _Step(await self.slack.invite(incident.channel_id, [incident.declared_by]))
             case PostHeader():
-                header = incident_blocks.header(incident, spec)
+                header = incident_blocks.header(incident, spec, dict(self.service.playbook.roles))
                 step = await self._post(incident, effect, Target.INCIDENT, header)
                 return _recorded(step, lambda current, ts: Change(current.with_header(ts, now)))
             case RefreshHeader():
                 if incident.channel_id is None or incident.header_ts is None:
                     return _Step(Result(Outcome.OK))
-                rendered = incident_blocks.header(incident, spec)
+                rendered = incident_blocks.header(incident, spec, dict(self.service.playbook.roles))
                 updated = await self.slack.update_message(incident.channel_id, incident.header_ts, rendered)
                 return _Step(updated)
             case PostChecklist():
@@ -404,10 +422,48 @@ class Delivery:
                     return _Step(Result(Outcome.OK))
                 rendered = update_blocks.overdue_note(incident, spec, now)
                 return await self._post(incident, effect, Target.STAKEHOLDERS, rendered)
+            case Say():
+                blocks = [Block.parse(b) for b in work.blocks] or _said(work)
+                rendered = Rendered(text=work.text, blocks=[b for b in blocks if b is not None])
+                return await self._post(incident, effect, work.target, rendered)
+            case ShowHypotheses():
+                rendered = hypotheses_message(incident)
+                channel, ts = incident.channel_id, incident.hypotheses_ts
+                if ts is None or channel is None:
+                    step = await self._post(incident, effect, Target.INCIDENT, rendered)
+                    return _recorded(
+                        step, lambda current, posted: Change(current.with_hypotheses_message(posted, now))
+                    )
+                return _Step(await self.slack.update_message(channel, ts, rendered))
+            case UploadPostmortem():
+                return await self._upload_postmortem(incident, effect)
             case Notice():
                 return _Step(await self._notify(incident, work))
             case _:
                 assert_never(work)
+
+    async def _upload_postmortem(self, incident: Incident, effect: Effect) -> _Step:
+        """Upload the draft as the incident stands now; an upload whose answer was lost is
+        looked for (a file of that name shared since) before uploading again."""
+        channel = incident.channel_id
+        if channel is None:
+            return _Step(Result(Outcome.TRANSIENT, "no_channel_yet"))
+        filename = postmortem_filename(incident)
+        if not incident.dedicated_channel:
+            # Posting in a borrowed channel needs no membership (chat:write.public); sharing a
+            # file there, or reading its history, does: join it (a public one; a private one
+            # it was invited to).
+            await self.slack.join(channel)
+        if effect.in_doubt_since is not None:
+            found = await self.slack.find_file(channel, filename, effect.in_doubt_since)
+            if not found.ok or "file" in found.data:
+                return _Step(found)
+        draft = await self.service.investigation.postmortem_draft(incident.id)
+        names = await self.slack.user_names(draft.people)
+        content = draft.markdown(lambda user: names.get(user, user) if user else "incident-bot")
+        await self._in_doubt(incident, effect)
+        title = f"{incident.id} postmortem draft"
+        return _Step(await self.slack.upload_file(channel, filename, title, content), attempt_saved=True)
 
     async def _post(self, incident: Incident, effect: Effect, target: Target, message: Rendered) -> _Step:
         """Post once: if an earlier attempt's answer was lost, look for it before posting again."""
@@ -565,12 +621,31 @@ def _target_of(effect: Effect) -> Target | None:
             return work.target
         case OverdueNote():
             return Target.STAKEHOLDERS
+        case Say():
+            return work.target
         case Notice() | OpenChannel():
             return None
-        case InviteDeclarer() | PostHeader() | RefreshHeader() | PostChecklist() | Reminder():
+        case (
+            InviteDeclarer()
+            | PostHeader()
+            | RefreshHeader()
+            | PostChecklist()
+            | Reminder()
+            | ShowHypotheses()
+            | UploadPostmortem()
+        ):
             return Target.INCIDENT
         case _:
             assert_never(work)
+
+
+def _said(work: Say) -> list[Block]:
+    """One section (and a context line): the text is composed safe, cut without breaking markup."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=fmt.clip(work.text, MAX_SECTION_TEXT)))]
+    if work.context:
+        context = MarkdownTextObject(text=fmt.clip(work.context, MAX_SECTION_TEXT))
+        blocks.append(ContextBlock(elements=[context]))
+    return blocks
 
 
 def _recorded(step: _Step, record: Callable[[Incident, str], Change]) -> _Step:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,6 +92,29 @@ class OverdueNote(_Work):
     missed: int
 
 
+class Say(_Work):
+    """A message composed when the change was made (a note, a hand-off, a runbook's symptoms, a
+    part of the timeline): safe mrkdwn, posted as it is."""
+
+    kind: Literal["say"] = "say"
+    target: Target
+    text: str
+    context: str | None = None  # a smaller line under it
+    blocks: tuple[dict[str, Any], ...] = ()  # Block Kit, when more than one section is needed
+
+
+class ShowHypotheses(_Work):
+    """Post the live Hypotheses message, or update it in place once it exists."""
+
+    kind: Literal["hypotheses"] = "hypotheses"
+
+
+class UploadPostmortem(_Work):
+    """Upload the postmortem draft, rendered from the incident as stored at delivery."""
+
+    kind: Literal["postmortem"] = "postmortem"
+
+
 class Notice(_Work):
     """Something one person must know (a refusal and what to do about it), told to them alone."""
 
@@ -112,6 +135,9 @@ Work = Annotated[
     | Resolution
     | Reminder
     | OverdueNote
+    | Say
+    | ShowHypotheses
+    | UploadPostmortem
     | Notice,
     Field(discriminator="kind"),
 ]

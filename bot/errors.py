@@ -41,6 +41,14 @@ class NothingToChange(Exception):
     """The change asks for the state the incident is already in (e.g. raising SEV1 to SEV1)."""
 
 
+class UnknownHypothesis(Exception):
+    """The incident has no hypothesis with that number."""
+
+
+class NotAllowed(Exception):
+    """The playbook keeps this change to a role the user does not hold; the message says which."""
+
+
 class ChannelTaken(Exception):
     """A borrowed channel already hosts another open incident."""
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.models import HypothesisState
 
 
 class ActionId(StrEnum):
     TICK = "checklist_tick"  # a prefix: each item's element is `checklist_tick.<item id>`
     OPEN_UPDATE = "open_update_modal"
+    HYPOTHESIS = "hypothesis_state"  # a prefix: each button is `hypothesis_state.<number>.<state>`
 
 
 def tick_action_id(item: str) -> str:
@@ -19,6 +22,14 @@ def tick_action_id(item: str) -> str:
 
 
 TICK_ACTION_PATTERN = re.compile(rf"^{ActionId.TICK.value}\.")
+
+
+def hypothesis_action_id(number: int, state: HypothesisState) -> str:
+    """Unique per button of the Hypotheses message; what the click means is in its value."""
+    return f"{ActionId.HYPOTHESIS.value}.{number}.{state.name.lower()}"
+
+
+HYPOTHESIS_ACTION_PATTERN = re.compile(rf"^{ActionId.HYPOTHESIS.value}\.")
 
 
 class ItemRef(BaseModel):
@@ -45,6 +56,7 @@ class ItemRef(BaseModel):
 
 class CallbackId(StrEnum):
     UPDATE = "status_update"
+    ADD_TO_TIMELINE = "add_to_timeline"  # the message shortcut, as named in manifest.yml
 
 
 class UpdateField(StrEnum):
@@ -72,4 +84,33 @@ class IncidentRef(BaseModel):
 
     @classmethod
     def decode(cls, raw: str) -> IncidentRef:
+        return cls.model_validate_json(raw)
+
+
+class HypothesisRef(BaseModel):
+    """The value of a hypothesis button: move hypothesis `number` of the incident to `state`.
+
+    Short wire names (`{"i":"INC-7","u":"…","n":2,"s":"Confirmed"}`) keep it far below Slack's
+    2000 characters. A button never moves a hypothesis back to Open, so no value can either.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    incident_id: str = Field(alias="i")
+    uid: str = Field(default="", alias="u")  # the incident's unique id
+    number: int = Field(alias="n", ge=1)
+    state: HypothesisState = Field(alias="s")
+
+    @field_validator("state")
+    @classmethod
+    def _not_back_to_open(cls, state: HypothesisState) -> HypothesisState:
+        if state is HypothesisState.OPEN:
+            raise ValueError("a button never moves a hypothesis back to Open")
+        return state
+
+    def encode(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    @classmethod
+    def decode(cls, raw: str) -> HypothesisRef:
         return cls.model_validate_json(raw)

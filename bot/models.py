@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
-from bot.errors import IncidentClosed, NothingToChange
+from bot.errors import IncidentClosed, NothingToChange, UnknownHypothesis
 
 
 class Severity(StrEnum):
@@ -144,6 +144,16 @@ class EventKind(StrEnum):
     SEVERITY_CHANGED = "severity_changed"
     REMINDER = "reminder"
     RESOLVED = "resolved"
+    NOTE = "note"
+    EVIDENCE = "evidence"  # a Slack message added to the timeline
+    HYPOTHESIS = "hypothesis"  # proposed
+    HYPOTHESIS_STATE = "hypothesis_state"  # Testing, Confirmed, Ruled out
+    PHASE = "phase"
+    ROLE = "role"
+    RUNBOOK = "runbook"
+    FOLLOWUP = "followup"
+    TIMELINE_SHOWN = "timeline_shown"
+    POSTMORTEM = "postmortem"
 
 
 class TimelineEvent(BaseModel):
@@ -152,6 +162,8 @@ class TimelineEvent(BaseModel):
     by: str | None = None
     text: str
     item: str | None = None  # the checklist item id, for ticks and unticks
+    author: str | None = None  # evidence: who wrote the message added to the timeline
+    link: str | None = None  # evidence: the message's permalink
 
 
 class StatusUpdate(BaseModel):
@@ -181,6 +193,43 @@ PHASE_GUIDE: dict[Phase, tuple[str, str]] = {
 }
 
 
+class HypothesisState(StrEnum):
+    OPEN = "Open"
+    TESTING = "Testing"
+    CONFIRMED = "Confirmed"
+    RULED_OUT = "Ruled out"
+
+    @property
+    def settled(self) -> bool:
+        """Confirmed or ruled out: no more buttons."""
+        return self in (HypothesisState.CONFIRMED, HypothesisState.RULED_OUT)
+
+
+class Hypothesis(BaseModel):
+    number: int
+    text: str
+    state: HypothesisState = HypothesisState.OPEN
+    proposed_by: str
+    proposed_at: datetime
+    changed_by: str | None = None
+    changed_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return f"H{self.number}"
+
+
+class FollowUp(BaseModel):
+    text: str
+    by: str
+    at: datetime
+
+
+# Where a change to a hypothesis moves the incident in the flow, when it is further along.
+PHASE_AFTER_HYPOTHESIS = {HypothesisState.TESTING: Phase.VALIDATE, HypothesisState.CONFIRMED: Phase.FIX}
+PHASE_AFTER_STATUS = {Status.MONITORING: Phase.VERIFY, Status.RESOLVED: Phase.POSTMORTEM}
+PHASE_ORDER = list(Phase)
+
 REQUESTS_KEPT = 20  # request ids remembered per incident, to apply each request once
 
 
@@ -208,10 +257,32 @@ class Incident(BaseModel):
     revision: int = 0  # bumped by every stored change; orders the Slack work each change implies
     requests: tuple[str, ...] = ()  # the latest requests applied (ids), so a retry changes nothing
     planned_items: frozenset[str] = frozenset()  # checklist items posted or queued for posting
+    phase: Phase = Phase.ASSESS
+    phases_entered: frozenset[Phase] = frozenset({Phase.ASSESS})
+    roles: dict[str, str] = Field(default_factory=dict)  # role key -> user, besides the commander
+    hypotheses: tuple[Hypothesis, ...] = ()
+    hypotheses_ts: str | None = None  # the live Hypotheses message, once posted
+    followups: tuple[FollowUp, ...] = ()
 
     @property
     def is_resolved(self) -> bool:
         return self.status is Status.RESOLVED
+
+    @property
+    def cause(self) -> Hypothesis | None:
+        """The confirmed hypothesis (the latest confirmed, if several were)."""
+        confirmed = [h for h in self.hypotheses if h.state is HypothesisState.CONFIRMED]
+        return max(confirmed, key=lambda h: h.changed_at or h.proposed_at) if confirmed else None
+
+    def role_holders(self) -> dict[str, str]:
+        """Role key -> user, the commander first."""
+        return {"commander": self.commander, **self.roles}
+
+    def hypothesis(self, number: int) -> Hypothesis:
+        for found in self.hypotheses:
+            if found.number == number:
+                return found
+        raise UnknownHypothesis(f"{self.id} has no hypothesis H{number}")
 
     def require_open(self) -> None:
         if self.is_resolved:
@@ -241,7 +312,13 @@ class Incident(BaseModel):
         if update is None and status is not Status.RESOLVED:
             due = self.next_update_due
         return self._changed(
-            at, request_id, status=status, status_changed_at=reached, last_update=last, next_update_due=due
+            at,
+            request_id,
+            status=status,
+            status_changed_at=reached,
+            last_update=last,
+            next_update_due=due,
+            **self._flowing_to(PHASE_AFTER_STATUS.get(status)),
         )
 
     def resolved(self, at: datetime, request_id: str | None = None) -> Incident:
@@ -275,6 +352,59 @@ class Incident(BaseModel):
     def planning(self, items: set[str], at: datetime, request_id: str | None = None) -> Incident:
         """Checklist items now queued for posting, so no later change queues them again."""
         return self._changed(at, request_id, planned_items=self.planned_items | items)
+
+    def noted(self, at: datetime, request_id: str | None = None) -> Incident:
+        """Unchanged but for the request it applied: for changes that live on the timeline and
+        in the work they queue (a note, evidence, the timeline posted)."""
+        return self._changed(at, request_id)
+
+    def in_phase(self, phase: Phase, at: datetime, request_id: str | None = None) -> Incident:
+        """The incident at `phase` of the flow (NothingToChange if it is there already)."""
+        self.require_open()
+        if phase is self.phase:
+            raise NothingToChange(f"{self.id} is already at {phase.value}")
+        return self._changed(at, request_id, phase=phase, phases_entered=self.phases_entered | {phase})
+
+    def _flowing_to(self, phase: Phase | None) -> dict[str, Any]:
+        """The fields of a move forward to `phase` made by the flow itself (never backwards)."""
+        if phase is None or PHASE_ORDER.index(phase) <= PHASE_ORDER.index(self.phase):
+            return {}
+        return {"phase": phase, "phases_entered": self.phases_entered | {phase}}
+
+    def with_hypothesis(self, text: str, by: str, at: datetime, request_id: str | None = None) -> Incident:
+        self.require_open()
+        number = max((h.number for h in self.hypotheses), default=0) + 1
+        added = Hypothesis(number=number, text=text, proposed_by=by, proposed_at=at)
+        return self._changed(at, request_id, hypotheses=(*self.hypotheses, added))
+
+    def with_hypothesis_state(
+        self, number: int, state: HypothesisState, by: str, at: datetime, request_id: str | None = None
+    ) -> Incident:
+        """One hypothesis moved to `state`; a settled one (confirmed, ruled out) stays as it is."""
+        self.require_open()
+        current = self.hypothesis(number)
+        if current.state is state or current.state.settled:
+            raise NothingToChange(f"H{number} of {self.id} is already {current.state.value}")
+        changed = current.model_copy(update={"state": state, "changed_by": by, "changed_at": at})
+        hypotheses = tuple(changed if h.number == number else h for h in self.hypotheses)
+        flow = self._flowing_to(PHASE_AFTER_HYPOTHESIS.get(state))
+        return self._changed(at, request_id, hypotheses=hypotheses, **flow)
+
+    def with_hypotheses_message(self, ts: str, at: datetime) -> Incident:
+        return self._changed(at, None, hypotheses_ts=ts)
+
+    def with_role(self, role: str, user: str, at: datetime, request_id: str | None = None) -> Incident:
+        self.require_open()
+        if self.role_holders().get(role) == user:
+            raise NothingToChange(f"{user} already holds {role} of {self.id}")
+        if role == "commander":
+            return self._changed(at, request_id, commander=user)
+        return self._changed(at, request_id, roles={**self.roles, role: user})
+
+    def with_followup(self, text: str, by: str, at: datetime, request_id: str | None = None) -> Incident:
+        """Follow-ups are taken after resolving too: they are for the postmortem."""
+        added = FollowUp(text=text, by=by, at=at)
+        return self._changed(at, request_id, followups=(*self.followups, added))
 
 
 class MessageState(BaseModel):

@@ -23,10 +23,12 @@ from bot.effects import (
     Resolution,
     SeverityNote,
     Target,
+    UploadPostmortem,
     Work,
     reminder_effects,
 )
 from bot.errors import ChannelTaken, IncidentNotFound, StaleReference, StoreLost, StoreUnavailable
+from bot.investigation import Investigation
 from bot.keys import DIGEST
 from bot.models import (
     ChecklistSection,
@@ -44,6 +46,7 @@ from bot.models import (
     utcnow,
 )
 from bot.playbook import Playbook, SeveritySpec
+from bot.roles import Roles, check_permission
 from bot.schedule_store import ScheduleStore
 from bot.store import Change, IncidentStore, QueuedScript
 
@@ -141,6 +144,9 @@ class IncidentService:
         self.schedule = schedule
         self.playbook = playbook
         self.clock = clock
+        # The other concepts of an incident, on the same store, playbook and clock.
+        self.investigation = Investigation(store, playbook, clock)
+        self.roles = Roles(store, playbook, clock)
 
     def severity_spec(self, severity: Severity) -> SeveritySpec:
         return self.playbook.severity(severity)
@@ -221,15 +227,6 @@ class IncidentService:
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         return await self.store.timeline(incident_id)
 
-    async def checklist_item_texts(self, incident_id: str) -> dict[str, str]:
-        """Item id -> text for every checklist item posted for the incident."""
-        return {
-            item.id: item.text
-            for message in await self.store.checklist_messages(incident_id)
-            for section in message.sections
-            for item in section.items
-        }
-
     async def incident_in_channel(self, channel_id: str) -> Incident | None:
         return await self.store.incident_for_channel(channel_id)
 
@@ -257,7 +254,11 @@ class IncidentService:
                 raise StaleReference(incident_id)
             if incident.has_applied(request_id):
                 return None
+            if update.status is Status.RESOLVED:
+                check_permission(self.playbook, incident, "resolve", by)
             moved = incident.moved_to(update.status, now, update=update, request_id=request_id)
+            # A status can move the flow on (Monitoring: verify): a step's checklist, if any.
+            moved, step_checklists = self.investigation.entered_checklists(incident, moved, now)
             event = TimelineEvent(
                 at=now,
                 kind=EventKind.RESOLVED if moved.is_resolved else EventKind.STATUS_UPDATE,
@@ -271,6 +272,7 @@ class IncidentService:
                 PostUpdate(target=Target.INCIDENT, update=update),
                 RefreshHeader(),
                 PostUpdate(target=Target.STAKEHOLDERS, update=update),
+                *step_checklists,
             ]
             section = self.playbook.verification.section()
             fresh = {i.id for i in section.items} - moved.planned_items
@@ -300,6 +302,7 @@ class IncidentService:
         def change(incident: Incident) -> Change | None:
             if incident.has_applied(request_id):
                 return None
+            check_permission(self.playbook, incident, "resolve", by)
             event = TimelineEvent(at=now, kind=EventKind.RESOLVED, by=by, text="Resolved")
             return Change(incident.resolved(now, request_id), [event], _resolution_works())
 
@@ -365,6 +368,8 @@ class IncidentService:
             previous[:] = [incident.severity]
             if incident.has_applied(request_id):
                 return None
+            if severity.rank > incident.severity.rank:
+                check_permission(self.playbook, incident, "lower_severity", by)
             changed = incident.with_severity(severity, now, spec.update_every, request_id)
             fresh: dict[Phase, list[ChecklistSection]] = {}
             for phase, sections in self.checklists_for(severity).items():
@@ -479,7 +484,12 @@ class IncidentService:
 
 
 def _resolution_works() -> list[Work]:
-    return [Resolution(target=Target.INCIDENT), RefreshHeader(), Resolution(target=Target.STAKEHOLDERS)]
+    return [
+        Resolution(target=Target.INCIDENT),
+        RefreshHeader(),
+        Resolution(target=Target.STAKEHOLDERS),
+        UploadPostmortem(),
+    ]
 
 
 @contextlib.asynccontextmanager

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
@@ -78,10 +79,18 @@ def classify_error(exc: SlackApiError) -> Result:
     return Result(Outcome.TRANSIENT if transient else Outcome.REFUSED, error, retry_after=retry_after)
 
 
+# How long a channel's member list is trusted: joins and leaves show within this.
+MEMBERS_FRESH_FOR = 30.0
+MEMBERS_PAGE = 1000
+
+
 class SlackGateway:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self._bot_user: str | None = None
+        self._clock = clock
+        self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        self._names: dict[str, str] = {}
 
     async def _call(self, method: str, request: Awaitable[AsyncSlackResponse]) -> Result:
         try:
@@ -90,7 +99,8 @@ class SlackGateway:
             result = classify_error(exc)
             log.warning("Slack API %s failed: %s (%s)", method, result.error, result.outcome.value)
             return result
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, SlackRequestError) as exc:
+            # SlackRequestError: an upload URL that did not take the bytes (files_upload_v2).
             log.warning("Slack API %s failed: %s", method, str(exc) or type(exc).__name__)
             return Result(Outcome.TRANSIENT, "connection_error")
         data = dict(response.data) if isinstance(response.data, dict) else {}
@@ -128,10 +138,32 @@ class SlackGateway:
         `join`: the bot may post there through chat:write.public without being a member, and
         reading the history of a channel needs membership, so join it first."""
         if join:
-            await self._call("conversations.join", self.client.conversations_join(channel=channel))
+            await self.join(channel)
         return await self._find_posted(channel, effect_key, since)
 
+    async def join(self, channel: str) -> Result:
+        return await self._call("conversations.join", self.client.conversations_join(channel=channel))
+
     async def _find_posted(self, channel: str, effect_key: str, since: datetime) -> Result:
+        def posted(message: dict[str, Any]) -> dict[str, Any] | None:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == EFFECT_EVENT and payload.get("effect") == effect_key:
+                return {"ts": message["ts"]}
+            return None
+
+        return await self._search_history(channel, since, posted, metadata=True)
+
+    async def _search_history(
+        self,
+        channel: str,
+        since: datetime,
+        match: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        metadata: bool = False,
+    ) -> Result:
+        """The first message since `since` that `match` finds something in: OK with what it
+        found, OK with empty data when surely none, else why it can't tell."""
         cursor: str | None = None
         for _ in range(5):  # 1,000 messages since the attempt is more than any incident channel sees
             result = await self._call(
@@ -140,17 +172,16 @@ class SlackGateway:
                     channel=channel,
                     oldest=f"{since.timestamp() - CLOCK_MARGIN:.6f}",
                     limit=HISTORY_PAGE,
-                    include_all_metadata=True,
+                    include_all_metadata=metadata,
                     cursor=cursor,
                 ),
             )
             if not result.ok:
                 return result
             for message in result.data.get("messages", []):
-                meta = message.get("metadata") or {}
-                payload = meta.get("event_payload") or {}
-                if meta.get("event_type") == EFFECT_EVENT and payload.get("effect") == effect_key:
-                    return Result(Outcome.OK, data={"ts": message["ts"]})
+                found = match(message)
+                if found is not None:
+                    return Result(Outcome.OK, data=found)
             cursor = (result.data.get("response_metadata") or {}).get("next_cursor") or None
             if not result.data.get("has_more") or not cursor:
                 return Result(Outcome.OK)
@@ -247,3 +278,65 @@ class SlackGateway:
         if result.error in ("already_in_channel", "cant_invite_self"):
             return Result(Outcome.OK)
         return result
+
+    async def is_member(self, channel: str, user: str) -> Result:
+        """OK with `data["member"]` (bool) once known; the member list is cached briefly, and a
+        user missing from a cached list is checked again (they may have just joined)."""
+        cached = self._members.get(channel)
+        now = self._clock()
+        if cached is not None and now - cached[0] < MEMBERS_FRESH_FOR and user in cached[1]:
+            return Result(Outcome.OK, data={"member": True})
+        members: set[str] = set()
+        cursor: str | None = None
+        for _ in range(50):  # 50,000 members
+            result = await self._call(
+                "conversations.members",
+                self.client.conversations_members(channel=channel, limit=MEMBERS_PAGE, cursor=cursor),
+            )
+            if not result.ok:
+                return result
+            members.update(str(m) for m in result.data.get("members", []))
+            cursor = (result.data.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        self._members[channel] = (now, frozenset(members))
+        return Result(Outcome.OK, data={"member": user in members})
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        result = await self._call(
+            "chat.getPermalink", self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        )
+        return str(result.data["permalink"]) if result.ok and result.data.get("permalink") else None
+
+    async def upload_file(self, channel: str, filename: str, title: str, content: str) -> Result:
+        """Upload a text file into a channel (Slack's external upload flow: an upload URL, the
+        bytes, then completing the upload into the channel)."""
+        return await self._call(
+            "files.uploadV2",
+            self.client.files_upload_v2(channel=channel, filename=filename, title=title, content=content),
+        )
+
+    async def find_file(self, channel: str, filename: str, since: datetime) -> Result:
+        """OK with `data["file"]` when a file named `filename` was shared in the channel since
+        `since` (an upload whose answer was lost), OK with empty data when surely not."""
+
+        def shared(message: dict[str, Any]) -> dict[str, Any] | None:
+            found = [f for f in message.get("files") or [] if f.get("name") == filename]
+            return {"file": found[0]} if found else None
+
+        return await self._search_history(channel, since, shared)
+
+    async def user_names(self, users: set[str]) -> dict[str, str]:
+        """Display names of users (users.info, remembered); a user Slack does not answer for
+        is left out, for the caller to show by id."""
+        for user in sorted(users - set(self._names)):
+            result = await self._call("users.info", self.client.users_info(user=user))
+            if not result.ok:
+                continue
+            found = result.data.get("user") or {}
+            profile = found.get("profile") or {}
+            name = profile.get("display_name") or profile.get("real_name") or found.get("name")
+            if name:
+                self._names[user] = str(name)
+        return {user: self._names[user] for user in users if user in self._names}
+

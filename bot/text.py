@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def escape_mrkdwn(text: str) -> str:
     """Escape the three characters Slack treats as markup, so `<!channel>` pings nobody."""
@@ -10,3 +12,16 @@ def escape_mrkdwn(text: str) -> str:
 
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)(?:\|[^&]*)?&gt;")
+
+
+def user_text(text: str) -> str:
+    """Text a person typed (Slack sends `&`, `<`, `>` as entities), made safe to post again:
+    every markup character escaped, so `<!channel>` pings nobody, but user mentions
+    (`<@U123|alice>`) kept as mentions."""
+    for entity, plain in _ENTITIES:
+        text = text.replace(entity, plain)
+    return _USER_MENTION.sub(r"<@\1>", escape_mrkdwn(text))

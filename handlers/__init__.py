@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import checklists, commands, updates
+from handlers import checklists, commands, investigation, updates
 
 
 def register(app: AsyncApp) -> None:
     commands.register(app)
     checklists.register(app)
     updates.register(app)
+    investigation.register(app)

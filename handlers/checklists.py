@@ -13,7 +13,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot.errors import NotAChecklistItem, StaleReference, StoreUnavailable
 from bot.ids import TICK_ACTION_PATTERN
 from handlers.deps import deps_of
-from handlers.messages import store_problem, unknown_incident
+from handlers.messages import not_in_channel, store_problem, unknown_incident
 from handlers.payloads import CheckboxClick
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,11 @@ async def handle_tick(
     except ValidationError:
         await ack()
         log.warning("ignored a checklist click with an unexpected shape")
+        return
+    refusal = await not_in_channel(deps, click.channel.id, ref.i, click.user.id)
+    if refusal is not None:
+        await ack()
+        await respond(text=refusal, response_type="ephemeral", replace_original=False)
         return
     try:
         # Stored before the ack: nothing acknowledged is ever lost.

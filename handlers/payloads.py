@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.ids import INPUT_ACTION, IncidentRef, ItemRef, UpdateField
+from bot.ids import INPUT_ACTION, HypothesisRef, IncidentRef, ItemRef, UpdateField
 
 
 class _Payload(BaseModel):
@@ -75,10 +75,15 @@ class ButtonClick(_Payload):
     user: _Id
     trigger_id: str
     actions: list[_ButtonAction] = Field(min_length=1)
+    channel: _Id | None = None  # where the message with the button is (absent in a modal)
 
     @property
     def incident(self) -> IncidentRef:
         return IncidentRef.decode(self.actions[0].value)
+
+    @property
+    def hypothesis(self) -> HypothesisRef:
+        return HypothesisRef.decode(self.actions[0].value)
 
 
 class _InputValue(_Payload):
@@ -115,3 +120,20 @@ class ViewSubmission(_Payload):
     def field(self, name: UpdateField) -> str | None:
         value = self.view.state.values.get(name.value, {}).get(INPUT_ACTION)
         return value.text() if value is not None else None
+
+
+class _ShortcutMessage(_Payload):
+    ts: str
+    text: str = ""
+    user: str | None = None  # None for a bot's message (it has bot_id instead)
+    bot_id: str | None = None
+
+
+class MessageShortcut(_Payload):
+    """A message shortcut used on a message (`type: message_action`)."""
+
+    callback_id: str
+    user: _Id
+    channel: _Id
+    message_ts: str
+    message: _ShortcutMessage

@@ -11,12 +11,12 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import updates as update_blocks
-from bot.errors import IncidentClosed, StaleReference, StoreUnavailable
+from bot.errors import IncidentClosed, NotAllowed, StaleReference, StoreUnavailable
 from bot.ids import ActionId, CallbackId, UpdateField
 from bot.models import Incident
 from bot.service import UpdateDraft, validate_update
 from handlers.deps import Deps, deps_of
-from handlers.messages import STALE, already_resolved, store_problem, unknown_incident
+from handlers.messages import STALE, already_resolved, not_a_member, store_problem, unknown_incident
 from handlers.payloads import ButtonClick, ViewSubmission
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ async def handle_post_update_button(
         incident = await deps.service.get_incident(ref.incident_id, ref.uid or None)
         if incident.is_resolved:
             await respond(text=already_resolved(incident), response_type="ephemeral", replace_original=False)
+            return
+        refusal = await not_a_member(deps, incident, click.user.id)
+        if refusal is not None:
+            await respond(text=refusal, response_type="ephemeral", replace_original=False)
             return
         # A double click opens one modal: one per user and incident within a couple of seconds.
         if not await deps.service.first_of_repeats(f"modal:{incident.id}:{click.user.id}", seconds=2):
@@ -93,6 +97,10 @@ async def handle_update_submission(ack: AsyncAck, body: dict[str, object], conte
     except IncidentClosed:
         resolved = {UpdateField.STATUS.value: "This incident is already resolved."}
         await ack(response_action="errors", errors=resolved)
+        return
+    except NotAllowed:
+        only = {UpdateField.STATUS.value: "Only the incident commander may resolve it, under the playbook."}
+        await ack(response_action="errors", errors=only)
         return
     except StaleReference:
         text = await unknown_incident(deps.service, STALE)

@@ -176,11 +176,16 @@ def status_reply(incident: Incident, spec: SeveritySpec, now: datetime) -> str:
 
 
 def reminder(incident: Incident, spec: SeveritySpec, claim: Claim, now: datetime) -> Rendered:
-    """In the incident channel: the next update is due. Mentions the commander."""
+    """In the incident channel: the next update is due. Mentions the commander and the
+    communications lead (who writes updates, where there is one)."""
     promised = incident.next_update_due or claim.due_at
     when = "is due now" if promised >= now - LATE_AFTER else f"was due at {fmt.due(promised, now)}"
+    people = [fmt.user(incident.commander)]
+    comms = incident.roles.get("comms")
+    if comms and comms != incident.commander:
+        people.append(fmt.user(comms))
     line = (
-        f":alarm_clock: {fmt.user(incident.commander)} the next update for "
+        f":alarm_clock: {' '.join(people)} the next update for "
         f"{incident_line(incident, spec)} {when}. Post one so nobody has to ask."
     )
     context = f"Reminder {claim.missed} since the last update"

@@ -23,6 +23,8 @@ from bot.blocks.timeline import timeline_lines
 from bot.demo.harness import Running, eventually, running_bot, update_modal_values
 from bot.demo.standin import SlackStandIn
 from bot.demo.standin.transcript import render_channel
+from bot.ids import CallbackId, hypothesis_action_id
+from bot.models import HypothesisState
 from bot.playbook import load_playbook
 from bot.redis_url import RedisUrlError
 from bot.store import connect
@@ -65,8 +67,21 @@ def checkbox_action_ids(run: Running, channel: str, ts: str) -> list[str]:
     ]
 
 
+async def command(run: Running, user: str, channel: str, text: str) -> None:
+    await run.user.slash_command(user, channel, text)
+    await run.settle()
+
+
+async def click_hypothesis(
+    run: Running, user: str, channel: str, number: int, state: HypothesisState
+) -> None:
+    [message] = [m for m in run.slack.messages(channel) if m.text.startswith("Hypotheses of")]
+    await run.user.click_button(user, channel, message.ts, hypothesis_action_id(number, state))
+    await run.settle()
+
+
 async def play(run: Running) -> str:
-    say("Alice types `/incident sev2 Checkout requests failing` in #general")
+    say("1. Assess · Alice types `/incident sev2 Checkout requests failing` in #general")
     reply = await run.user.slash_command(ALICE, GENERAL, "sev2 Checkout requests failing")
     await run.settle()
     declared = re.search(r"INC-\d+", str(reply.body))
@@ -79,26 +94,49 @@ async def play(run: Running) -> str:
     messages = run.slack.messages(channel)
     assess, mitigate = messages[1], messages[2]
 
-    say("Alice and Bob tick different checklist items at the same moment")
+    say("Alice and Bob tick different Assess items at the same moment")
     alice_item = checkbox_action_ids(run, channel, assess.ts)[0]
     bob_item = checkbox_action_ids(run, channel, assess.ts)[4]
     await asyncio.gather(
         run.user.click_checkbox(ALICE, channel, assess.ts, alice_item, True),
         run.user.click_checkbox(BOB, channel, assess.ts, bob_item, True),
     )
+
+    say("2. Mitigate · Carol ticks a Quick Mitigation: traffic shifted to the healthy region")
     await run.user.click_checkbox(
         CAROL, channel, mitigate.ts, checkbox_action_ids(run, channel, mitigate.ts)[3], True
     )
     await run.settle()
 
-    say("Bob posts an Identified update through the update modal (next update in 5 seconds)")
+    say("3. Investigate · Bob moves the incident on: the Evidence Gathering checklist appears")
+    await command(run, BOB, channel, "phase investigate")
+    await command(run, BOB, channel, "note Error rate went from 0.1% to 5% at 14:02, p99 latency 4s")
+    found = run.slack.add_user_message(channel, CAROL, "DB connection pool at 100/100 on every checkout pod")
+    say("Carol's message goes on the timeline as evidence (the Add to timeline shortcut)")
+    await run.user.use_message_shortcut(ALICE, channel, found.ts, CallbackId.ADD_TO_TIMELINE.value)
+    say("Bob posts the `connections` runbook: its symptoms, and its steps as a checklist")
+    await command(run, BOB, channel, "runbook connections")
+
+    say("4. Hypothesize · Bob and Carol propose causes")
+    await command(run, BOB, channel, "phase hypothesize")
+    await command(run, BOB, channel, "hypothesis A slow query holds connections since the 14:00 traffic peak")
+    await command(
+        run, CAROL, channel, "hypothesis Deploy v2.3.1 at 13:58 leaks a connection per failed request"
+    )
+
+    say("5. Validate · H1 is tested with read-only queries and ruled out")
+    await click_hypothesis(run, BOB, channel, 1, HypothesisState.TESTING)
+    await click_hypothesis(run, BOB, channel, 1, HypothesisState.RULED_OUT)
+
+    say("6. Fix · Carol confirms H2: it is the cause, and the Fix checklist appears")
+    await click_hypothesis(run, CAROL, channel, 2, HypothesisState.CONFIRMED)
     await post_update(
         run,
         channel,
         BOB,
         "Identified",
         "~5% of checkout requests failing",
-        "Identified database connection issue, deploying fix",
+        "Deploy v2.3.1 leaks DB connections; rolling back to v2.3.0",
         "5s",
     )
 
@@ -113,18 +151,20 @@ async def play(run: Running) -> str:
     )
     say(f"…the reminder arrived after {time.monotonic() - started:.1f}s")
 
-    say("Alice raises the incident to SEV1 from the incident channel")
-    await run.user.slash_command(ALICE, channel, "sev1")
-    await run.settle()
+    say("Alice hands the commander role to Bob; Carol becomes communications lead")
+    await command(run, ALICE, channel, "commander <@U0BOB|bob>")
+    await command(run, BOB, channel, "role comms <@U0CAROL|carol>")
+    say("Bob raises the incident to SEV1 from the incident channel")
+    await command(run, BOB, channel, "sev1")
 
-    say("Bob posts a Monitoring update: the Verification checklist appears")
+    say("7. Verify · Carol posts a Monitoring update: the Verification checklist appears")
     await post_update(
         run,
         channel,
-        BOB,
+        CAROL,
         "Monitoring",
         "Error rate back to baseline",
-        "Fix deployed to all regions, watching metrics",
+        "Rolled back to v2.3.0 in all regions, watching metrics",
         "15m",
     )
     verification = run.slack.messages(channel)[-1]
@@ -132,9 +172,11 @@ async def play(run: Running) -> str:
         await run.user.click_checkbox(CAROL, channel, verification.ts, action_id, True)
     await run.settle()
 
-    say("Alice resolves the incident")
-    await run.user.slash_command(ALICE, channel, "resolve")
-    await run.settle()
+    say("8. Postmortem · a follow-up, the timeline in the channel, then Bob resolves")
+    await command(run, CAROL, channel, "followup Alert when the DB connection pool is above 80%")
+    await command(run, BOB, channel, "timeline")
+    await command(run, BOB, channel, "resolve")
+    await run.settle(timeout=10)
     return incident.id
 
 
@@ -185,9 +227,13 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
         for channel_id in (GENERAL, incident.channel_id, MANAGERS):
             print_channel(run.slack, channel_id)
         events = await run.bot.service.timeline(incident_id)
-        items = await run.bot.service.checklist_item_texts(incident_id)
+        items = await run.bot.service.investigation.checklist_item_texts(incident_id)
         print(f"\n{'═' * 30} timeline of {incident_id} {'═' * 24}")
         print("\n".join(timeline_lines(events, items)))
+        uploads = run.slack.files(incident.channel_id)
+        if uploads and uploads[-1].content is not None:
+            print(f"\n{'═' * 30} {uploads[-1].name} (uploaded at resolve) {'═' * 8}")
+            print(uploads[-1].content.decode())
         rejected = run.slack.rejected_calls()
     print(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
     if rejected:

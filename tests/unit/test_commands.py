@@ -4,8 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import TITLE_MAX_CHARS, Declare, Help, IncidentCommand, parse_command
-from bot.models import Severity
+from bot.commands import (
+    SUBCOMMANDS,
+    TEXT_MAX_CHARS,
+    TITLE_MAX_CHARS,
+    USAGE,
+    AddFollowUp,
+    AddHypothesis,
+    AssignRole,
+    Command,
+    Declare,
+    HandOver,
+    Help,
+    ListIncidents,
+    Note,
+    Postmortem,
+    Resolve,
+    Runbook,
+    SetPhase,
+    ShowStatus,
+    ShowTimeline,
+    Update,
+    mentioned_user,
+    parse_command,
+)
+from bot.models import Phase, Severity
 
 
 @pytest.mark.parametrize("severity", list(Severity))
@@ -69,10 +92,71 @@ def test_empty_text_is_help_with_a_problem(text: str) -> None:
     assert command.problem
 
 
-@pytest.mark.parametrize("kind", ["update", "status", "resolve"])
-def test_incident_subcommands(kind: str) -> None:
-    assert parse_command(kind) == IncidentCommand(kind=kind)  # type: ignore[arg-type]
-    assert parse_command(f"{kind.upper()} trailing words") == IncidentCommand(kind=kind)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("update", Update()),
+        ("STATUS trailing words", ShowStatus()),
+        ("resolve", Resolve()),
+        ("list", ListIncidents()),
+        ("timeline", ShowTimeline()),
+        ("postmortem", Postmortem()),
+        ("note Error rate  dropped", Note(text="Error rate  dropped")),
+        ("hypothesis DB pool exhausted at 14:05", AddHypothesis(text="DB pool exhausted at 14:05")),
+        ("followup Alert on pool usage", AddFollowUp(text="Alert on pool usage")),
+        ("phase Investigate", SetPhase(phase=Phase.INVESTIGATE)),
+        ("runbook", Runbook(name=None)),
+        ("runbook Memory", Runbook(name="memory")),
+        ("commander <@U0BOB|bob>", HandOver(user="U0BOB")),
+        ("commander <@U0BOB>", HandOver(user="U0BOB")),
+        ("role comms <@U0CAROL|carol>", AssignRole(role="comms", user="U0CAROL")),
+        ("role Commander <@U0CAROL>", HandOver(user="U0CAROL")),
+    ],
+)
+def test_each_subcommand_parses_into_its_typed_model(text: str, expected: Command) -> None:
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("note", "`/incident note` needs the note"),
+        ("note    ", "`/incident note` needs the note"),
+        ("hypothesis", "`/incident hypothesis` needs the hypothesis"),
+        ("followup", "`/incident followup` needs the follow-up"),
+        ("phase", "needs the step to move to"),
+        ("phase lunch", "`lunch` is not a step of the flow"),
+        ("commander", "needs the new commander"),
+        ("commander bob", "needs the new commander"),
+        ("role comms", "needs a role and a person"),
+        ("role comms bob", "Mention the person to be comms"),
+        ("note " + "x" * (TEXT_MAX_CHARS + 1), f"to {TEXT_MAX_CHARS} characters"),
+    ],
+)
+def test_a_subcommand_missing_its_argument_says_what_is_missing(text: str, says: str) -> None:
+    command = parse_command(text)
+    assert isinstance(command, Help) and command.problem is not None
+    assert says in command.problem
+
+
+def test_the_usage_text_has_a_line_for_every_subcommand() -> None:
+    for name, sub in SUBCOMMANDS.items():
+        assert sub.usage in USAGE
+        assert f"/incident {name}" in sub.usage
+
+
+@pytest.mark.parametrize(
+    ("text", "user"),
+    [
+        ("<@U123|alice>", "U123"),
+        ("<@W9AB>", "W9AB"),
+        (" <@U1|a b> ", "U1"),
+        ("@alice", None),
+        ("<#C1|x>", None),
+    ],
+)
+def test_mentions_as_slack_sends_them_escaped_or_not(text: str, user: str | None) -> None:
+    assert mentioned_user(text) == user
 
 
 @pytest.mark.parametrize("text", ["sev9", "SEV9 db down", "sev0", "sevx", "sev", "sev10", "sev-1 title"])
