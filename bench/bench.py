@@ -54,13 +54,14 @@ from bench.signed import RequestFactory, SignedRequest, checkbox_action_ids
 from bench.stats import summarize
 from bot import keys, schedule_store, store
 from bot.app import create_app
+from bot.checklists import RECHECK_AFTER_TICK
 from bot.demo.harness import RedisServer
 from bot.demo.standin import SlackStandIn, SlackUser
 from bot.ids import ItemRef
 from bot.models import Incident
 from bot.playbook import load_playbook
 from bot.schedule_store import ScheduleStore
-from bot.service import RECHECK_AFTER_TICK, IncidentService, checklist_works
+from bot.service import IncidentService, checklist_works
 from bot.store import IncidentStore, connect
 
 JsonDict = dict[str, Any]
@@ -865,7 +866,9 @@ async def memory_per_incident(
     for incident in sample:
         for message in await service.store.checklist_messages(incident.id):
             for item in message.item_ids():
-                await service.tick_item(incident.id, incident.uid, message.ts, item, USERS[1], True)
+                await service.checklists.tick_item(
+                    incident.id, incident.uid, message.ts, item, USERS[1], True
+                )
         memory = await incident_memory(admin, incident.id)
         ticked.setdefault(incident.severity.value, []).append(sum(k["bytes"] for k in memory.values()))
     shared = {}

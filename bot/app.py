@@ -142,7 +142,7 @@ class IncidentBot:
         if not self.deliver_here:
             return
         try:
-            await self.service.start_digest()
+            await self.service.reminders.start_digest()
         except StoreUnavailable as exc:
             log.warning("digest not scheduled yet, store unavailable: %s", exc)
         self.clock.start()
@@ -204,7 +204,7 @@ def create_app(
         request_verification_enabled=True,
     )
     slack = SlackGateway(client)
-    refresher = ChecklistRefresher(service, slack, min_interval=refresh_interval)
+    refresher = ChecklistRefresher(store, slack, min_interval=refresh_interval)
     stakeholders = settings.stakeholder_channel or None
     config = delivery or DeliveryConfig()
     config = dataclasses.replace(

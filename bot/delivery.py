@@ -408,7 +408,7 @@ class Delivery:
                 )
                 return await self._post(incident, effect, work.target, rendered)
             case Resolution():
-                open_items = await self.service.open_verification_items(incident)
+                open_items = await self.service.checklists.open_verification_items(incident)
                 rendered = update_blocks.resolution(incident, spec, open_items)
                 return await self._post(incident, effect, work.target, rendered)
             case Reminder():
@@ -706,17 +706,17 @@ async def deliver_digest(
     """Post the managers' digest once and confirm it only when Slack accepted it; a claim whose
     lease expired (its earlier delivery may have posted) is looked for first."""
     if not stakeholder_channel:
-        await service.digest_sent(claim)
+        await service.reminders.digest_sent(claim)
         return
     now = service.clock()
     key = f"digest/{claim.token}"
     if claim.is_late(now):
         found = await slack.find_posted(stakeholder_channel, key, claim.due_at, join=True)
         if found.ok and "ts" in found.data:
-            await service.digest_sent(claim)
+            await service.reminders.digest_sent(claim)
             return
     incidents = await service.open_incidents()
     pairs = [(i, service.severity_spec(i.severity)) for i in incidents]
     result = await slack.post(stakeholder_channel, update_blocks.digest(pairs, now), key)
     if result.ok or not result.retryable:
-        await service.digest_sent(claim)  # a refusal is logged by the gateway; retrying won't help
+        await service.reminders.digest_sent(claim)  # a refusal is logged by the gateway; retrying won't help

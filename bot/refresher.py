@@ -8,8 +8,8 @@ import logging
 from bot.blocks.checklist import checklist_message
 from bot.errors import NotAChecklistItem, StoreUnavailable
 from bot.models import MessageState
-from bot.service import IncidentService
 from bot.slack_gateway import SlackGateway
+from bot.store import IncidentStore
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,13 @@ class ChecklistRefresher:
 
     def __init__(
         self,
-        service: IncidentService,
+        store: IncidentStore,
         slack: SlackGateway,
         min_interval: float = 0.3,
         retry_delay: float = 1.0,
         max_retries: int = 5,
     ) -> None:
-        self.service = service
+        self.store = store
         self.slack = slack
         self.min_interval = min_interval
         self.retry_delay = retry_delay
@@ -75,11 +75,11 @@ class ChecklistRefresher:
                 await asyncio.sleep(self.min_interval)  # clicks arriving now join the next update
                 if key in self._pending:
                     if shown is not None:
-                        await self.service.checklist_shown(key[0], key[1], shown)
+                        await self.store.mark_shown(key[0], key[1], shown)
                     continue
                 # One round trip: record what Slack accepted, and read the newest revision.
-                if await self.service.checklist_shown(key[0], key[1], shown) != state.rev:
-                    fresh = await self.service.message_state(*key)
+                if await self.store.mark_shown(key[0], key[1], shown) != state.rev:
+                    fresh = await self.store.message_state(*key)
                     self._newest[key] = max(fresh.rev, self._newest.get(key, -1))
                     self._pending[key] = fresh
         except (StoreUnavailable, NotAChecklistItem) as exc:

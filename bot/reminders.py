@@ -13,7 +13,8 @@ from collections.abc import Callable
 from bot.delivery import deliver_digest
 from bot.errors import StoreUnavailable
 from bot.logs import Throttled
-from bot.service import IncidentService, ReminderDue
+from bot.reminder_schedule import ReminderDue
+from bot.service import IncidentService
 from bot.slack_gateway import SlackGateway
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ async def deliver_due(
 ) -> int:
     """Queue every reminder and post every digest due and claimed by this process."""
     try:
-        due = await service.claim_due()
+        due = await service.reminders.claim_due()
     except StoreUnavailable as exc:
         QUIET.warn("store", "reminders not checked, store unavailable: %s", exc)
         return 0
@@ -40,7 +41,7 @@ async def deliver_due(
     async def queue(reminder: ReminderDue) -> None:
         async with slots:
             try:
-                await service.queue_reminder(reminder)
+                await service.reminders.queue_reminder(reminder)
             except StoreUnavailable as exc:
                 # Not confirmed, so its lease expires and it is queued again then.
                 QUIET.warn("queue", "reminder for %s not queued: %s", reminder.incident.id, exc)

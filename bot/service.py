@@ -1,51 +1,51 @@
-"""The rules of an incident. Works on pydantic models through the store; knows nothing of Slack."""
+"""The rules of an incident's lifecycle: declare, update, change severity, resolve. Works on
+pydantic models through the store; knows nothing of Slack.
+
+`IncidentService` also holds the other concepts, on the same store, playbook and clock:
+`checklists` (ticks), `investigation` (evidence, hypotheses, phases, runbooks, the timeline,
+the postmortem), `roles`, and `reminders` (the reminder and digest schedule)."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel
 
 from bot.blocks.checklist import split_sections
+from bot.checklists import Checklists
 from bot.effects import (
     Announce,
     InviteDeclarer,
     OpenChannel,
-    OverdueNote,
     PostChecklist,
     PostHeader,
     PostUpdate,
     RefreshHeader,
-    Reminder,
     Resolution,
     SeverityNote,
     Target,
     UploadPostmortem,
     Work,
-    reminder_effects,
 )
 from bot.errors import ChannelTaken, IncidentNotFound, StaleReference, StoreLost, StoreUnavailable
 from bot.investigation import Investigation
-from bot.keys import DIGEST
 from bot.models import (
     ChecklistSection,
-    Claim,
     EventKind,
     Incident,
-    MessageState,
     Phase,
     Severity,
     Status,
     StatusUpdate,
-    Tick,
     TimelineEvent,
     parse_duration,
     utcnow,
 )
 from bot.playbook import Playbook, SeveritySpec
+from bot.reminder_schedule import ReminderSchedule
 from bot.roles import Roles, check_permission
 from bot.schedule_store import ScheduleStore
 from bot.store import Change, IncidentStore, QueuedScript
@@ -100,23 +100,6 @@ class SeverityChange(BaseModel):
     applied: bool
 
 
-class ReminderDue(BaseModel):
-    incident: Incident
-    claim: Claim
-
-
-class DueWork(BaseModel):
-    """What the schedule says is due now, claimed by this process alone."""
-
-    reminders: list[ReminderDue] = []
-    digests: list[Claim] = []
-
-
-# At this many reminders without an update, managers are told the update is overdue.
-ESCALATE_AT_MISSED = 2
-# The process that took a click re-renders the message at once; the delivery loop checks a little
-# later that Slack has it, and re-renders it if that process failed or died.
-RECHECK_AFTER_TICK = timedelta(seconds=3)
 
 
 def checklist_works(by_phase: dict[Phase, list[ChecklistSection]]) -> list[Work]:
@@ -147,6 +130,8 @@ class IncidentService:
         # The other concepts of an incident, on the same store, playbook and clock.
         self.investigation = Investigation(store, playbook, clock)
         self.roles = Roles(store, playbook, clock)
+        self.checklists = Checklists(store, clock)
+        self.reminders = ReminderSchedule(store, schedule, playbook, clock)
 
     def severity_spec(self, severity: Severity) -> SeveritySpec:
         return self.playbook.severity(severity)
@@ -223,12 +208,6 @@ class IncidentService:
 
     async def open_incidents(self) -> list[Incident]:
         return list((await self.store.get_incidents(await self.store.open_incident_ids())).values())
-
-    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
-        return await self.store.timeline(incident_id)
-
-    async def incident_in_channel(self, channel_id: str) -> Incident | None:
-        return await self.store.incident_for_channel(channel_id)
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -337,10 +316,6 @@ class IncidentService:
             return None
         return None
 
-    async def first_of_repeats(self, request: str, seconds: float) -> bool:
-        """True for the first of identical requests within `seconds` (a double click, a re-send)."""
-        return await self.store.first_request(request, seconds)
-
     async def ensure_tracked(self, incident: Incident) -> None:
         """An open incident is in the open index and has its reminders, whatever failed after it
         was declared (both idempotent; an earlier due time is kept)."""
@@ -398,90 +373,8 @@ class IncidentService:
                 await self.schedule.schedule(incident.id, incident.next_update_due, every)
         return SeverityChange(incident=incident, previous=previous[0], applied=applied)
 
-    async def open_verification_items(self, incident: Incident) -> list[str] | None:
-        """Texts of Verification items not ticked; None when the checklist was never posted."""
-        if incident.verification_ts is None:
-            return None
-        state = await self.store.message_state(incident.id, incident.verification_ts)
-        return [
-            item.text
-            for section in state.message.sections
-            for item in section.items
-            if item.id not in state.ticks
-        ]
-
     def checklists_for(self, severity: Severity) -> dict[Phase, list[ChecklistSection]]:
         return self.severity_spec(severity).sections_by_phase()
-
-    # -- reminders ---------------------------------------------------------------------------
-
-    async def claim_due(self) -> DueWork:
-        """Reminders and digests due now, claimed by this process alone."""
-        due = DueWork()
-        claims = await self.schedule.claim_due(self.clock())
-        found = await self.store.get_incidents([c.member for c in claims if c.member != DIGEST])
-        for claim in claims:
-            if claim.member == DIGEST:
-                due.digests.append(claim)
-                continue
-            incident = found.get(claim.member)
-            if incident is None or incident.is_resolved:
-                await self.schedule.cancel(claim.member)
-                continue
-            due.reminders.append(ReminderDue(incident=incident, claim=claim))
-        return due
-
-    async def queue_reminder(self, due: ReminderDue) -> None:
-        """Queue the reminder (and, at the second one, the managers' overdue note) for delivery,
-        then confirm the claim. Queuing again for the same claim adds nothing."""
-        now = self.clock()
-        works: list[Work] = [
-            Reminder(missed=due.claim.missed, due_at=due.claim.due_at, late=due.claim.is_late(now))
-        ]
-        if due.claim.missed == ESCALATE_AT_MISSED:
-            works.append(OverdueNote(missed=due.claim.missed))
-        effects = reminder_effects(due.incident.revision, due.claim.token, works)
-        await self.store.add_effects(due.incident.id, effects, now, once=due.claim.token)
-        await self.schedule.confirm(due.claim, now)
-
-    async def digest_sent(self, claim: Claim) -> None:
-        await self.schedule.confirm(claim, self.clock())
-
-    async def start_digest(self) -> None:
-        """Schedule the managers' digest (keeping an earlier due time another process set)."""
-        every = self.playbook.digest_every
-        if every is None:
-            await self.schedule.cancel(DIGEST)
-            return
-        await self.schedule.ensure(DIGEST, self.clock() + every, every)
-
-    # -- checklists --------------------------------------------------------------------------
-
-    async def tick_item(
-        self, incident_id: str, uid: str, message_ts: str, item: str, user: str, checked: bool
-    ) -> tuple[bool, MessageState]:
-        """Tick or untick one item. Ticking an item already ticked keeps the first tick."""
-        now = self.clock()
-        tick = Tick(by=user, at=now) if checked else None
-        event = TimelineEvent(
-            at=now,
-            kind=EventKind.TICKED if checked else EventKind.UNTICKED,
-            by=user,
-            text="ticked" if checked else "unticked",
-            item=item,
-        )
-        return await self.store.set_tick(
-            incident_id, message_ts, item, tick, event, uid, recheck_at=now + RECHECK_AFTER_TICK
-        )
-
-    async def message_state(self, incident_id: str, message_ts: str) -> MessageState:
-        return await self.store.message_state(incident_id, message_ts)
-
-    async def checklist_shown(self, incident_id: str, message_ts: str, rev: int | None) -> int:
-        """Record that Slack accepted revision `rev` of a checklist message (None: nothing new);
-        returns the message's newest revision."""
-        return await self.store.mark_shown(incident_id, message_ts, rev)
-
 
 def _resolution_works() -> list[Work]:
     return [

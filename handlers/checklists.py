@@ -46,7 +46,7 @@ async def handle_tick(
         return
     try:
         # Stored before the ack: nothing acknowledged is ever lost.
-        _, state = await deps.service.tick_item(
+        _, state = await deps.service.checklists.tick_item(
             ref.i, ref.u, click.message_ts, ref.k, click.user.id, click.checked
         )
     except StoreUnavailable as exc:

@@ -125,7 +125,7 @@ async def _list(run: Invocation) -> None:
 
 async def _declare_or_change_severity(run: Invocation, parsed: Declare) -> None:
     deps, command = run.deps, run.command
-    current = await deps.service.incident_in_channel(command.channel_id)
+    current = await deps.service.store.incident_for_channel(command.channel_id)
     if current is None:
         incident = await deps.service.declare_incident(
             parsed.severity,
@@ -166,7 +166,7 @@ async def _may_act(run: Invocation, incident: Incident) -> bool:
 
 async def _in_incident(run: Invocation, parsed: InIncident) -> None:
     deps = run.deps
-    incident = await deps.service.incident_in_channel(run.command.channel_id)
+    incident = await deps.service.store.incident_for_channel(run.command.channel_id)
     if incident is None:
         await run.say(incident_blocks.no_incident_here(parsed.kind))
         return
@@ -193,7 +193,7 @@ async def _act(run: Invocation, parsed: InIncident, incident: Incident) -> None:
         case Update():
             # A re-sent command opens nothing more: its trigger_id was spent on the modal already
             # open, and views.open failing on it again must not tell the user to try again.
-            first = await service.first_of_repeats(f"modal:{request}", seconds=RESENT_WITHIN)
+            first = await service.store.first_request(f"modal:{request}", seconds=RESENT_WITHIN)
             await run.ack()
             if first and not await open_update_modal(run.deps, incident, run.command.trigger_id):
                 await run.respond(text=MODAL_FAILED, response_type="ephemeral")

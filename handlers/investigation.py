@@ -42,7 +42,7 @@ async def handle_add_to_timeline(
 
     channel, ts = shortcut.channel.id, shortcut.message_ts
     try:
-        incident = await deps.service.incident_in_channel(channel)
+        incident = await deps.service.store.incident_for_channel(channel)
         if incident is None:
             await tell(NOT_AN_INCIDENT_CHANNEL)
             return

@@ -58,7 +58,7 @@ async def handle_post_update_button(
             await respond(text=refusal, response_type="ephemeral", replace_original=False)
             return
         # A double click opens one modal: one per user and incident within a couple of seconds.
-        if not await deps.service.first_of_repeats(f"modal:{incident.id}:{click.user.id}", seconds=2):
+        if not await deps.service.store.first_request(f"modal:{incident.id}:{click.user.id}", seconds=2):
             return
         if not await open_update_modal(deps, incident, click.trigger_id):
             await respond(text=MODAL_FAILED, response_type="ephemeral", replace_original=False)

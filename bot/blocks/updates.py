@@ -268,8 +268,16 @@ def resolution(incident: Incident, spec: SeveritySpec, open_verification: list[s
         lines.append(f"*Verification items still open:*\n{items}")
     else:
         lines.append("All Verification items were ticked.")
-    lines.append("Next: write the postmortem, to document and prevent recurrence.")
-    body = truncate("\n".join(lines), 3000)
+    cause = incident.cause
+    if cause is not None:
+        lines.append(f"*Cause* ({cause.label}): {fmt.clip(cause.text, 500)}")
+    if incident.followups:
+        # Follow-up texts are stored safe for mrkdwn (bot.text.user_text).
+        shown = "\n".join(f"• {fmt.clip(f.text, 200)} ({fmt.user(f.by)})" for f in incident.followups[:10])
+        more = len(incident.followups) - 10
+        lines.append(f"*Follow-ups*\n{shown}" + (f"\n…and {more} more" if more > 0 else ""))
+    lines.append("Next: the postmortem draft follows; complete it to document and prevent recurrence.")
+    body = fmt.clip("\n".join(lines), 3000)
     return Rendered(
         text=f"{incident.id} resolved: {escape_mrkdwn(incident.title)}",
         blocks=[SectionBlock(text=MarkdownTextObject(text=body))],

@@ -226,7 +226,7 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
         assert incident.channel_id is not None
         for channel_id in (GENERAL, incident.channel_id, MANAGERS):
             print_channel(run.slack, channel_id)
-        events = await run.bot.service.timeline(incident_id)
+        events = await run.bot.service.store.timeline(incident_id)
         items = await run.bot.service.investigation.checklist_item_texts(incident_id)
         print(f"\n{'═' * 30} timeline of {incident_id} {'═' * 24}")
         print("\n".join(timeline_lines(events, items)))

@@ -80,7 +80,7 @@ async def test_a_tick_is_stored_and_shows_who_and_when(running: Running) -> None
     assert element["initial_options"] == element["options"]  # the same option object, so Slack accepts it
     stored = await running.bot.store.ticks("INC-1")
     assert stored[item_id(assess, 0)].by == BOB
-    timeline = await running.bot.service.timeline("INC-1")
+    timeline = await running.bot.service.store.timeline("INC-1")
     assert [e.kind for e in timeline][-1] == "ticked" and timeline[-1].by == BOB
     assert running.slack.rejected_calls() == []
 
@@ -128,7 +128,7 @@ async def test_untick(running: Running) -> None:
     await running.settle()
     assert ticked(running.slack.message(channel, assess.ts)) == {}
     assert await running.bot.store.ticks("INC-1") == {}
-    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    kinds = [e.kind for e in await running.bot.service.store.timeline("INC-1")]
     assert kinds[-2:] == ["ticked", "unticked"]
 
 

@@ -63,9 +63,9 @@ async def test_declaring_each_severity_opens_a_channel_with_its_checklists(
     assert any(f"<#{channel.id}>" in m.text for m in running.slack.messages(GENERAL))
     assert any("INC-1" in m.text for m in running.slack.messages("C0MANAGERS"))
     assert running.slack.rejected_calls() == []
-    incident = await running.bot.service.incident_in_channel(channel.id)
+    incident = await running.bot.service.store.incident_for_channel(channel.id)
     assert incident is not None and incident.severity.value == severity.lower()
-    timeline = await running.bot.service.timeline("INC-1")
+    timeline = await running.bot.service.store.timeline("INC-1")
     assert timeline[0].kind == "declared"
 
 
@@ -137,7 +137,7 @@ async def test_with_channel_creation_switched_off_the_incident_runs_where_declar
         assert any("INC-1" in m.text for m in general)
         assert "channel creation is switched off" in json.dumps([m.blocks for m in general])
         assert len(checkbox_elements([b for m in general for b in m.blocks])) == 18
-        assert await running.bot.service.incident_in_channel(GENERAL) is not None
+        assert await running.bot.service.store.incident_for_channel(GENERAL) is not None
 
 
 async def test_slack_refusing_to_create_a_channel_falls_back_and_says_why() -> None:
@@ -145,7 +145,7 @@ async def test_slack_refusing_to_create_a_channel_falls_back_and_says_why() -> N
         await declare(running, "sev2 Payments slow")
         text = json.dumps([m.blocks for m in running.slack.messages(GENERAL)])
         assert "restricts who can create channels" in text
-        assert await running.bot.service.incident_in_channel(GENERAL) is not None
+        assert await running.bot.service.store.incident_for_channel(GENERAL) is not None
 
 
 async def test_forged_and_stale_requests_get_401_and_change_nothing(running: Running) -> None:

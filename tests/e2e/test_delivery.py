@@ -165,7 +165,7 @@ async def test_a_refused_post_is_told_and_recorded() -> None:
             assert channel is not None and len(running.slack.messages(channel)) == 3
             told = [e.text for e in running.slack.ephemerals(ALICE)]
             assert any("channel_not_found" in t and "invite me" in t for t in told)
-            timeline = await running.bot.service.timeline("INC-1")
+            timeline = await running.bot.service.store.timeline("INC-1")
             assert any(e.kind == "delivery_failed" for e in timeline)
             posts = slack.calls("chat.postMessage")
             attempts = len([c for c in posts if c.params.get("channel") == MANAGERS])

@@ -154,6 +154,9 @@ async def test_a_whole_incident_uses_every_command_and_ends_with_its_postmortem(
     assert (await running.bot.service.get_incident("INC-1")).phase is Phase.VERIFY
     assert "Resolving *INC-1*" in await command(running, BOB, channel, "resolve")
     await running.settle(timeout=10)
+    resolution = next(t for t in texts(running, channel) if "is *resolved*" in t)
+    assert "*Follow-ups*" in resolution and "Alert on connection pool usage above 80%" in resolution
+    assert "*Cause* (H2)" in resolution
     [upload] = running.slack.files(channel)
     assert upload.name == "INC-1-postmortem.md" and upload.content is not None
     markdown = upload.content.decode()
@@ -176,7 +179,7 @@ async def test_a_whole_incident_uses_every_command_and_ends_with_its_postmortem(
     await command(running, BOB, channel, "postmortem")
     await running.settle()
     assert len(running.slack.files(channel)) == 2
-    kinds = {e.kind for e in await running.bot.service.timeline("INC-1")}
+    kinds = {e.kind for e in await running.bot.service.store.timeline("INC-1")}
     assert {
         EventKind.NOTE,
         EventKind.EVIDENCE,
@@ -271,7 +274,9 @@ async def test_two_people_settling_one_hypothesis_at_once_make_one_change(runnin
     incident = await running.bot.service.get_incident("INC-1")
     [hypothesis] = incident.hypotheses
     assert hypothesis.state in (HypothesisState.CONFIRMED, HypothesisState.RULED_OUT)
-    changes = [e for e in await running.bot.service.timeline("INC-1") if e.kind is EventKind.HYPOTHESIS_STATE]
+    changes = [
+        e for e in await running.bot.service.store.timeline("INC-1") if e.kind is EventKind.HYPOTHESIS_STATE
+    ]
     assert len(changes) == 1 and changes[0].by == hypothesis.changed_by
     loser = CAROL if hypothesis.changed_by == BOB else BOB
     assert any(f"already *{hypothesis.state.value}*" in t for t in told(running, loser))
@@ -293,7 +298,7 @@ async def test_a_subcommand_missing_its_argument_says_what_is_missing(
     channel = await declare(running)
     answer = await command(running, BOB, channel, text)
     assert says in answer and "Usage of /incident" in answer
-    assert [e.kind for e in await running.bot.service.timeline("INC-1")].count(EventKind.NOTE) == 0
+    assert [e.kind for e in await running.bot.service.store.timeline("INC-1")].count(EventKind.NOTE) == 0
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["answer-lost", "not-done"])

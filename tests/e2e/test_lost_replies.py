@@ -72,7 +72,7 @@ async def test_a_declaration_whose_reply_was_lost_is_declared_once(
     assert incident.channel_id is not None
     assert len(running.slack.messages(incident.channel_id)) == 3  # header, two checklists
     assert len(running.slack.messages(GENERAL)) == 1 and len(running.slack.messages(MANAGERS)) == 1
-    assert [e.kind for e in await running.bot.service.timeline("INC-1")].count(EventKind.DECLARED) == 1
+    assert [e.kind for e in await running.bot.service.store.timeline("INC-1")].count(EventKind.DECLARED) == 1
     assert await running.bot.store.open_incident_ids() == ["INC-1"]
 
 
@@ -115,7 +115,7 @@ async def test_a_severity_change_whose_reply_was_lost_is_made_once(
     # The note and the checklist items SEV1 adds, each posted once.
     added = [m.text for m in running.slack.messages(channel)[before:]]
     assert len(added) == len(set(added)) and len(added) >= 2
-    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    kinds = [e.kind for e in await running.bot.service.store.timeline("INC-1")]
     assert kinds.count(EventKind.SEVERITY_CHANGED) == 1
 
 
@@ -155,6 +155,6 @@ async def test_a_tick_whose_reply_was_lost_is_saved_once_and_not_called_unsaved(
     assert running.slack.ephemerals(BOB) == []  # not told "not saved": it was
     ticks = await running.bot.store.ticks("INC-1")
     assert [t.by for t in ticks.values()] == [BOB]
-    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    kinds = [e.kind for e in await running.bot.service.store.timeline("INC-1")]
     assert kinds.count(EventKind.TICKED) == 1
     assert "initial_options" in json.dumps(running.slack.message(channel, assess.ts).blocks)

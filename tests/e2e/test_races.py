@@ -158,7 +158,7 @@ async def test_two_simultaneous_raises_to_sev1_make_one_change(running: Running)
 
     incident = await running.bot.service.get_incident("INC-1")
     assert incident.severity.value == "sev1"
-    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    kinds = [e.kind for e in await running.bot.service.store.timeline("INC-1")]
     assert kinds.count(EventKind.SEVERITY_CHANGED) == 1
     assert await running.bot.store.outbox("INC-1") == []
     assert running.slack.rejected_calls() == []
@@ -192,7 +192,7 @@ async def test_two_simultaneous_monitoring_updates_post_one_verification_checkli
 
     incident = await running.bot.service.get_incident("INC-1")
     assert incident.verification_ts == verification[0].ts
-    timeline = await running.bot.service.timeline("INC-1")
+    timeline = await running.bot.service.store.timeline("INC-1")
     assert sorted(e.by or "" for e in timeline if e.kind is EventKind.STATUS_UPDATE) == [BOB, CAROL]
     verify_posts = [e for e in timeline if e.kind is EventKind.CHECKLIST_POSTED and "verify" in e.text]
     assert len(verify_posts) == 1
@@ -217,7 +217,7 @@ async def borrowing(real_redis: aioredis.Redis) -> AsyncIterator[Running]:
 async def assert_runs_one(running: Running, room: str, titles: dict[str, str], told: dict[str, str]) -> None:
     """The room runs exactly the incident of whoever was told it was declared; everyone else
     was told that one runs there; nothing of theirs shows anywhere."""
-    incident = await running.bot.service.incident_in_channel(room)
+    incident = await running.bot.service.store.incident_for_channel(room)
     assert incident is not None
     incident_id = incident.id
     title = titles[incident.declared_by]
@@ -233,7 +233,7 @@ async def assert_runs_one(running: Running, room: str, titles: dict[str, str], t
     # It stays reachable where it runs.
     status = body_text(await running.user.slash_command(CAROL, room, "status")) or ""
     assert status.startswith(f"*{incident_id} · SEV2 · {title}*\n")
-    kinds = [e.kind for e in await running.bot.service.timeline(incident_id)]
+    kinds = [e.kind for e in await running.bot.service.store.timeline(incident_id)]
     assert EventKind.DELIVERY_FAILED not in kinds
 
 
@@ -303,7 +303,7 @@ async def test_a_view_submitted_twice_posts_one_update(running: Running) -> None
     for where in (channel, MANAGERS):
         updates = [t for t in texts(running, where) if t.startswith("INC-1 update: ")]
         assert updates == ["INC-1 update: Identified. 5% of checkouts fail"]
-    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    kinds = [e.kind for e in await running.bot.service.store.timeline("INC-1")]
     assert kinds.count(EventKind.STATUS_UPDATE) == 1
 
 
@@ -332,7 +332,7 @@ async def test_a_resent_declaration_declares_one_incident_with_one_channel(runni
     for where in (GENERAL, MANAGERS):  # one announcement each
         [announced] = texts(running, where)
         assert "<@U0ALICE> declared *INC-1*" in announced
-    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    kinds = [e.kind for e in await running.bot.service.store.timeline("INC-1")]
     assert kinds.count(EventKind.DECLARED) == 1
 
 
@@ -349,7 +349,7 @@ async def test_a_resent_resolve_posts_one_resolution(running: Running) -> None:
     assert set(told[1:]) <= {resolving, "*INC-1* is already resolved, so nothing was changed."}
     for where in (channel, MANAGERS):
         assert len([t for t in texts(running, where) if t.startswith("INC-1 resolved: ")]) == 1
-    kinds = [e.kind for e in await running.bot.service.timeline("INC-1")]
+    kinds = [e.kind for e in await running.bot.service.store.timeline("INC-1")]
     assert kinds.count(EventKind.RESOLVED) == 1
 
 
@@ -427,6 +427,7 @@ async def test_a_refused_tick_writes_nothing_but_a_recheck_hint(
     await real_redis.flushdb()
     reply = await running.user.click_checkbox(BOB, channel, assess.ts, tick_action(assess), True)
     assert reply.status == 200
+    await eventually(lambda: bool(running.slack.ephemerals(BOB)))  # told after the ack
     [told] = [e.text for e in running.slack.ephemerals(BOB)]
     assert told.startswith(LOST)
     assert await redis_keys(real_redis) == {keys.OUTBOX_DUE, keys.IDENTITY}
@@ -445,7 +446,7 @@ async def test_clicks_and_submissions_for_a_renumbered_incident_are_refused(
     await running.bot.store.reset_identity(next_number=1)
     await declare(running, "sev3 Search is slow")
     new = await running.bot.service.get_incident("INC-1")
-    timeline = await running.bot.service.timeline("INC-1")
+    timeline = await running.bot.service.store.timeline("INC-1")
     calls = len(running.slack.calls())
 
     tick = await running.user.click_checkbox(BOB, channel, assess.ts, tick_action(assess), True)
@@ -459,7 +460,7 @@ async def test_clicks_and_submissions_for_a_renumbered_incident_are_refused(
     assert [e.text for e in running.slack.ephemerals(BOB)] == [NOT_AN_ITEM, STALE]
     assert running.slack.calls()[calls:] == []
     assert await running.bot.service.get_incident("INC-1") == new
-    assert await running.bot.service.timeline("INC-1") == timeline
+    assert await running.bot.service.store.timeline("INC-1") == timeline
     assert await running.bot.store.ticks("INC-1") == {}
 
 
@@ -468,7 +469,7 @@ async def test_a_checkbox_carrying_another_incidents_uid_is_refused(running: Run
     channel = await declare(running, "sev3 Search is slow", "INC-2")
     uid1 = (await running.bot.service.get_incident("INC-1")).uid
     uid2 = (await running.bot.service.get_incident("INC-2")).uid
-    timelines = [await running.bot.service.timeline(i) for i in ("INC-1", "INC-2")]
+    timelines = [await running.bot.service.store.timeline(i) for i in ("INC-1", "INC-2")]
     calls = len(running.slack.calls())
 
     # INC-2's checklist, its items naming INC-2 with INC-1's uid, then INC-1 with INC-2's uid.
@@ -489,7 +490,7 @@ async def test_a_checkbox_carrying_another_incidents_uid_is_refused(running: Run
     assert [c.method for c in running.slack.calls()[calls:] if c.method != "conversations.members"] == []
     for incident_id, before in zip(("INC-1", "INC-2"), timelines, strict=True):
         assert await running.bot.store.ticks(incident_id) == {}
-        assert await running.bot.service.timeline(incident_id) == before
+        assert await running.bot.service.store.timeline(incident_id) == before
 
 
 # -- 8. a checklist re-render that fails ------------------------------------------------------

@@ -96,7 +96,7 @@ async def test_an_update_is_posted_in_the_template_everywhere(running: Running) 
     assert "Identified" in json.dumps(header.blocks) and "Next update due" in json.dumps(header.blocks)
     incident = await running.bot.service.get_incident("INC-1")
     assert incident.status.value == "Identified" and incident.last_update is not None
-    assert [e.kind for e in await running.bot.service.timeline("INC-1")][-1] == "status_update"
+    assert [e.kind for e in await running.bot.service.store.timeline("INC-1")][-1] == "status_update"
     # The next modal is prefilled from this update.
     view = running.slack.view(await open_modal(running, channel)).view
     impact = next(b for b in view["blocks"] if b.get("block_id") == "impact")
@@ -212,7 +212,10 @@ async def test_raising_the_severity_posts_the_added_checklists_and_tells_stakeho
     assert everything.count("Is the problem getting worse?") == 1
     assert any("raised" in t and "SEV1" in t for t in texts(running, MANAGERS))
     assert "SEV1" in json.dumps(running.slack.messages(channel)[0].blocks)
-    assert (await running.bot.service.timeline("INC-1"))[-1].kind in ("severity_changed", "checklist_posted")
+    assert (await running.bot.service.store.timeline("INC-1"))[-1].kind in (
+        "severity_changed",
+        "checklist_posted",
+    )
 
 
 async def test_the_digest_reaches_managers(tmp_path: Path) -> None:

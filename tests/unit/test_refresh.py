@@ -30,7 +30,7 @@ class Store:
         self.rev = rev
         self.shown: list[int] = []  # revisions recorded as accepted by Slack
 
-    async def checklist_shown(self, incident_id: str, ts: str, rev: int | None) -> int:
+    async def mark_shown(self, incident_id: str, ts: str, rev: int | None) -> int:
         if rev is not None:
             self.shown.append(rev)
         return self.rev

@@ -159,7 +159,7 @@ async def test_the_digest_goes_to_stakeholders_on_its_schedule(
     fake_redis: aioredis.Redis, clock: FakeClock, tmp_path: object
 ) -> None:
     deps, slack = make(fake_redis, clock, tmp_path, digest="60s")
-    await deps.service.start_digest()
+    await deps.service.reminders.start_digest()
     await declared(deps)
     clock.advance(59)
     await deliver_due(deps)

@@ -90,18 +90,18 @@ async def test_untitled_incident_gets_a_default_title(service: IncidentService) 
 
 
 async def test_declaring_without_a_channel_claims_the_origin_channel(service: IncidentService) -> None:
-    assert await service.incident_in_channel("C0") is None
+    assert await service.store.incident_for_channel("C0") is None
     incident = await service.declare_incident(
         Severity.SEV2, "Checkout failing", "U1", "C0", request_id="r1", create_channel=False
     )
 
-    assert await service.incident_in_channel("C0") == incident
+    assert await service.store.incident_for_channel("C0") == incident
     with pytest.raises(ChannelTaken) as taken:
         await service.declare_incident(
             Severity.SEV3, "Other", "U2", "C0", request_id="r2", create_channel=False
         )
     assert taken.value.incident_id == incident.id
-    assert await service.incident_in_channel("C0") == incident
+    assert await service.store.incident_for_channel("C0") == incident
 
 
 async def test_tick_item_records_who_and_when(service: IncidentService, clock: FakeClock) -> None:
@@ -112,7 +112,9 @@ async def test_tick_item_records_who_and_when(service: IncidentService, clock: F
     item = posted.item_ids()[2]
 
     ticked_at = clock.advance(90)
-    changed, state = await service.tick_item(incident.id, incident.uid, TS, item, "U2", checked=True)
+    changed, state = await service.checklists.tick_item(
+        incident.id, incident.uid, TS, item, "U2", checked=True
+    )
     assert changed is True
     assert state.ticks == {item: Tick(by="U2", at=ticked_at)}
     assert state.rev == 1
@@ -120,12 +122,16 @@ async def test_tick_item_records_who_and_when(service: IncidentService, clock: F
     assert (last.kind, last.by, last.item, last.at) == (EventKind.TICKED, "U2", item, ticked_at)
 
     clock.advance(30)
-    changed, state = await service.tick_item(incident.id, incident.uid, TS, item, "U3", checked=True)
+    changed, state = await service.checklists.tick_item(
+        incident.id, incident.uid, TS, item, "U3", checked=True
+    )
     assert changed is False
     assert state.ticks == {item: Tick(by="U2", at=ticked_at)}  # the first tick stays
 
     unticked_at = clock.advance(30)
-    changed, state = await service.tick_item(incident.id, incident.uid, TS, item, "U3", checked=False)
+    changed, state = await service.checklists.tick_item(
+        incident.id, incident.uid, TS, item, "U3", checked=False
+    )
     assert changed is True
     assert state.ticks == {}
     last = (await service.store.timeline(incident.id))[-1]
@@ -140,7 +146,9 @@ async def test_tick_item_of_another_incident_is_rejected(service: IncidentServic
     await record_checklist(service, first.id, posted)
 
     with pytest.raises(NotAChecklistItem):
-        await service.tick_item(second.id, second.uid, TS, posted.item_ids()[0], "U2", checked=True)
+        await service.checklists.tick_item(
+            second.id, second.uid, TS, posted.item_ids()[0], "U2", checked=True
+        )
     with pytest.raises(StaleReference):  # a click carrying the other incident's uid
-        await service.tick_item(first.id, second.uid, TS, posted.item_ids()[0], "U2", checked=True)
+        await service.checklists.tick_item(first.id, second.uid, TS, posted.item_ids()[0], "U2", checked=True)
     assert await service.store.ticks(first.id) == {}
