@@ -69,6 +69,9 @@ CHANNEL_REFUSALS = {
 # Incidents claimed at a time; a full batch is followed by another at once.
 CLAIM_BATCH = 50
 
+# Refusals of an update that mean the message is no longer there to update.
+GONE_MESSAGE = frozenset({"message_not_found", "cant_update_message"})
+
 # Refusals of a post that mean "the bot cannot see or write in that channel".
 NOT_THERE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 
@@ -429,12 +432,15 @@ class Delivery:
             case ShowHypotheses():
                 rendered = hypotheses_message(incident)
                 channel, ts = incident.channel_id, incident.hypotheses_ts
-                if ts is None or channel is None:
-                    step = await self._post(incident, effect, Target.INCIDENT, rendered)
-                    return _recorded(
-                        step, lambda current, posted: Change(current.with_hypotheses_message(posted, now))
-                    )
-                return _Step(await self.slack.update_message(channel, ts, rendered))
+                if ts is not None and channel is not None:
+                    updated = await self.slack.update_message(channel, ts, rendered)
+                    if updated.error not in GONE_MESSAGE:
+                        return _Step(updated)
+                    # Deleted (by a person, or a retention policy): the live message starts anew.
+                step = await self._post(incident, effect, Target.INCIDENT, rendered)
+                return _recorded(
+                    step, lambda current, posted: Change(current.with_hypotheses_message(posted, now))
+                )
             case UploadPostmortem():
                 return await self._upload_postmortem(incident, effect)
             case Notice():
@@ -449,21 +455,25 @@ class Delivery:
         if channel is None:
             return _Step(Result(Outcome.TRANSIENT, "no_channel_yet"))
         filename = postmortem_filename(incident)
+        # Every draft has the same file name; its title names the change that asked for it, so a
+        # look-up finds this upload and never an earlier draft.
+        title = f"{incident.id} postmortem draft, revision {int(effect.id.split('.')[0])}"
+
         if not incident.dedicated_channel:
             # Posting in a borrowed channel needs no membership (chat:write.public); sharing a
             # file there, or reading its history, does: join it (a public one; a private one
             # it was invited to).
             await self.slack.join(channel)
         if effect.in_doubt_since is not None:
-            found = await self.slack.find_file(channel, filename, effect.in_doubt_since)
+            found = await self.slack.find_file(channel, filename, title, effect.in_doubt_since)
             if not found.ok or "file" in found.data:
                 return _Step(found)
         draft = await self.service.investigation.postmortem_draft(incident.id)
         names = await self.slack.user_names(draft.people)
         content = draft.markdown(lambda user: names.get(user, user) if user else "incident-bot")
         await self._in_doubt(incident, effect)
-        title = f"{incident.id} postmortem draft"
-        return _Step(await self.slack.upload_file(channel, filename, title, content), attempt_saved=True)
+        uploaded = await self.slack.upload_file(channel, filename, title, content)
+        return _Step(uploaded, attempt_saved=True)
 
     async def _post(self, incident: Incident, effect: Effect, target: Target, message: Rendered) -> _Step:
         """Post once: if an earlier attempt's answer was lost, look for it before posting again."""

@@ -137,17 +137,21 @@ class Investigation:
         return incident
 
     async def add_evidence(
-        self, incident_id: str, text: str, author: str | None, link: str | None, by: str, request_id: str
+        self, incident_id: str, message: str, text: str, author: str | None, link: str | None, by: str
     ) -> bool:
-        """A Slack message put on the timeline as evidence; False if this message already is."""
+        """The Slack message `message` (`channel/ts`) put on the timeline as evidence; False if
+        it already is (however long ago, and whoever added it)."""
         now = self.clock()
         safe = user_text(text)
 
         def decide(incident: Incident) -> Change:
             event = TimelineEvent(at=now, kind=EventKind.EVIDENCE, by=by, text=safe, author=author, link=link)
-            return Change(incident.noted(now, request_id), [event])
+            return Change(incident.with_evidence(message, now), [event])
 
-        _, written = await self._apply(incident_id, request_id, decide)
+        try:
+            _, written = await self._apply(incident_id, f"evidence:{message}", decide)
+        except NothingToChange:
+            return False
         return written
 
     # -- hypotheses --------------------------------------------------------------------------

@@ -263,6 +263,7 @@ class Incident(BaseModel):
     hypotheses: tuple[Hypothesis, ...] = ()
     hypotheses_ts: str | None = None  # the live Hypotheses message, once posted
     followups: tuple[FollowUp, ...] = ()
+    evidence: frozenset[str] = frozenset()  # Slack messages (`channel/ts`) on the timeline as evidence
 
     @property
     def is_resolved(self) -> bool:
@@ -400,6 +401,12 @@ class Incident(BaseModel):
         if role == "commander":
             return self._changed(at, request_id, commander=user)
         return self._changed(at, request_id, roles={**self.roles, role: user})
+
+    def with_evidence(self, message: str, at: datetime, request_id: str | None = None) -> Incident:
+        """A Slack message (`channel/ts`) recorded as evidence (NothingToChange if it is)."""
+        if message in self.evidence:
+            raise NothingToChange(f"{message} is already evidence of {self.id}")
+        return self._changed(at, request_id, evidence=self.evidence | {message})
 
     def with_followup(self, text: str, by: str, at: datetime, request_id: str | None = None) -> Incident:
         """Follow-ups are taken after resolving too: they are for the postmortem."""

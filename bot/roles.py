@@ -12,6 +12,7 @@ from bot.errors import IncidentNotFound, NotAllowed, StaleReference
 from bot.models import EventKind, Incident, TimelineEvent, utcnow
 from bot.playbook import Permission, Playbook
 from bot.store import Change, IncidentStore
+from bot.text import escape_mrkdwn
 
 
 class UnknownRole(Exception):
@@ -32,21 +33,25 @@ class Roles:
         label = self.playbook.role_label(role)
         if label is None:
             known = ", ".join(f"`{key}`" for key in self.playbook.roles)
-            raise UnknownRole(f"There is no role `{role}` in the playbook; its roles are {known}.")
+            shown = escape_mrkdwn(role)
+            raise UnknownRole(f"There is no role `{shown}` in the playbook; its roles are {known}.")
         now = self.clock()
 
         def change(incident: Incident) -> Change | None:
             if incident.has_applied(request_id):
                 return None
+            if role == "commander":
+                check_hand_over(self.playbook, incident, by)
             before = incident.role_holders().get(role)
             after = incident.with_role(role, user, now, request_id)
             was = f" (was {who(before)})" if before else ""
+            label_text = escape_mrkdwn(label)
             event = TimelineEvent(at=now, kind=EventKind.ROLE, by=by, text=f"made <@{user}> {label}{was}")
             works: list[Work] = [
                 RefreshHeader(),
                 Say(
                     target=Target.INCIDENT,
-                    text=f":bust_in_silhouette: {who(by)} made {who(user)} {label}{was}.",
+                    text=f":bust_in_silhouette: {who(by)} made {who(user)} {label_text}{was}.",
                 ),
             ]
             if role == "commander":
@@ -64,6 +69,19 @@ class Roles:
         except IncidentNotFound as exc:
             raise StaleReference(incident_id) from exc
         return incident
+
+
+def check_hand_over(playbook: Playbook, incident: Incident, user: str) -> None:
+    """Where the playbook keeps anything to the commander, only the commander hands the role
+    over: otherwise anyone could take it, then resolve."""
+    kept = [
+        a for a in ("resolve", "lower_severity") if getattr(playbook.permissions, a) is Permission.COMMANDER
+    ]
+    if kept and user != incident.commander:
+        raise NotAllowed(
+            f"Only the incident commander ({who(incident.commander)}) may hand the role over under "
+            "this workspace's playbook, so nothing was changed."
+        )
 
 
 def check_permission(playbook: Playbook, incident: Incident, action: str, user: str) -> None:

@@ -4,6 +4,7 @@ worth trying again later."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -79,9 +80,12 @@ def classify_error(exc: SlackApiError) -> Result:
     return Result(Outcome.TRANSIENT if transient else Outcome.REFUSED, error, retry_after=retry_after)
 
 
-# How long a channel's member list is trusted: joins and leaves show within this.
+# How long a channel's member list is trusted for a member: leaves show within this. A user
+# missing from it is looked up again at once, so someone who just joined can act right away.
 MEMBERS_FRESH_FOR = 30.0
 MEMBERS_PAGE = 1000
+# The membership check runs before a listener acks: it must leave room in Slack's 3 seconds.
+MEMBERS_DEADLINE = 1.5
 
 
 class SlackGateway:
@@ -280,12 +284,19 @@ class SlackGateway:
         return result
 
     async def is_member(self, channel: str, user: str) -> Result:
-        """OK with `data["member"]` (bool) once known; the member list is cached briefly, and a
-        user missing from a cached list is checked again (they may have just joined)."""
+        """OK with `data["member"]` (bool) once known, within MEMBERS_DEADLINE; the member list
+        is cached briefly (see MEMBERS_FRESH_FOR)."""
         cached = self._members.get(channel)
         now = self._clock()
-        if cached is not None and now - cached[0] < MEMBERS_FRESH_FOR and user in cached[1]:
+        if cached is not None and user in cached[1] and now - cached[0] < MEMBERS_FRESH_FOR:
             return Result(Outcome.OK, data={"member": True})
+        try:
+            return await asyncio.wait_for(self._fetch_members(channel, user, now), MEMBERS_DEADLINE)
+        except TimeoutError:
+            log.warning("conversations.members for %s took over %.1fs", channel, MEMBERS_DEADLINE)
+            return Result(Outcome.TRANSIENT, "timeout")
+
+    async def _fetch_members(self, channel: str, user: str, now: float) -> Result:
         members: set[str] = set()
         cursor: str | None = None
         for _ in range(50):  # 50,000 members
@@ -316,12 +327,14 @@ class SlackGateway:
             self.client.files_upload_v2(channel=channel, filename=filename, title=title, content=content),
         )
 
-    async def find_file(self, channel: str, filename: str, since: datetime) -> Result:
-        """OK with `data["file"]` when a file named `filename` was shared in the channel since
-        `since` (an upload whose answer was lost), OK with empty data when surely not."""
+    async def find_file(self, channel: str, filename: str, title: str, since: datetime) -> Result:
+        """OK with `data["file"]` when a file named `filename` with `title` was shared in the
+        channel since `since` (an upload whose answer was lost), OK with empty data when surely
+        not."""
 
         def shared(message: dict[str, Any]) -> dict[str, Any] | None:
-            found = [f for f in message.get("files") or [] if f.get("name") == filename]
+            files = message.get("files") or []
+            found = [f for f in files if f.get("name") == filename and f.get("title") == title]
             return {"file": found[0]} if found else None
 
         return await self._search_history(channel, since, shared)

@@ -53,7 +53,7 @@ async def handle_add_to_timeline(
         link = await deps.slack.permalink(channel, ts)
         author = shortcut.message.user or shortcut.message.bot_id
         added = await deps.service.investigation.add_evidence(
-            incident.id, shortcut.message.text, author, link, shortcut.user.id, f"evidence:{channel}:{ts}"
+            incident.id, f"{channel}/{ts}", shortcut.message.text, author, link, shortcut.user.id
         )
     except StoreUnavailable as exc:
         await tell(store_problem(exc))
@@ -71,25 +71,30 @@ async def handle_add_to_timeline(
 async def handle_hypothesis_button(
     ack: AsyncAck, body: dict[str, object], respond: AsyncRespond, context: AsyncBoltContext
 ) -> None:
-    """Testing, Confirmed or Ruled out on a hypothesis of the live Hypotheses message."""
-    await ack()
+    """Testing, Confirmed or Ruled out on a hypothesis of the live Hypotheses message. Stored
+    before the ack, like a tick: a click that was acknowledged is never lost."""
+    try:
+        text = await _hypothesis_click(body, context)
+    finally:
+        await ack()
+    if text is not None:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+async def _hypothesis_click(body: dict[str, object], context: AsyncBoltContext) -> str | None:
+    """Apply the click; what to tell the user who clicked, if anything."""
     deps = deps_of(context)
     try:
         click = ButtonClick.model_validate(body)
         ref = click.hypothesis
     except (ValidationError, ValueError):
         log.warning("ignored a hypothesis click with an unexpected value")
-        return
-
-    async def tell(text: str) -> None:
-        await respond(text=text, response_type="ephemeral", replace_original=False)
-
+        return None
     try:
         incident = await deps.service.get_incident(ref.incident_id, ref.uid or None)
         refusal = await not_a_member(deps, incident, click.user.id)
         if refusal is not None:
-            await tell(refusal)
-            return
+            return refusal
         await deps.service.investigation.set_hypothesis(
             ref.incident_id, ref.uid, ref.number, ref.state, click.user.id, f"hyp:{click.trigger_id}"
         )
@@ -98,21 +103,18 @@ async def handle_hypothesis_button(
         with contextlib.suppress(StoreUnavailable, StaleReference, UnknownHypothesis):
             now = (await deps.service.get_incident(ref.incident_id)).hypothesis(ref.number)
             by = f" (by {fmt.user(now.changed_by)})" if now.changed_by else ""
-            await tell(f"H{ref.number} is already *{now.state.value}*{by}; nothing was changed.")
-        return
+            return f"H{ref.number} is already *{now.state.value}*{by}; nothing was changed."
+        return None
     except UnknownHypothesis:
-        await tell(f"*{ref.incident_id}* has no hypothesis H{ref.number}; nothing was changed.")
-        return
+        return f"*{ref.incident_id}* has no hypothesis H{ref.number}; nothing was changed."
     except IncidentClosed:
-        await tell(f"*{ref.incident_id}* is already resolved, so nothing was changed.")
-        return
+        return f"*{ref.incident_id}* is already resolved, so nothing was changed."
     except StoreUnavailable as exc:
-        await tell(store_problem(exc))
-        return
+        return store_problem(exc)
     except StaleReference:
-        await tell(await unknown_incident(deps.service, STALE))
-        return
+        return await unknown_incident(deps.service, STALE)
     deps.delivery.wake()
+    return None
 
 
 def register(app: AsyncApp) -> None:

@@ -60,9 +60,14 @@ async def not_in_channel(deps: Deps, channel: str, incident_id: str, user: str) 
     member list Slack would not give refuses, saying so, rather than let anyone act."""
     result = await deps.slack.is_member(channel, user)
     if not result.ok:
+        then = (
+            "Please try again in a moment."
+            if result.retryable
+            else "Invite me there (`/invite @incident-bot`) so I can see who is in it."
+        )
         return (
             f":warning: I couldn't check that you are in {fmt.channel(channel)} (Slack said "
-            f"`{result.error}`), so nothing was changed. Please try again in a moment."
+            f"`{result.error}`), so nothing was changed. {then}"
         )
     if result.data.get("member"):
         return None

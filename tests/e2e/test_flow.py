@@ -315,3 +315,67 @@ async def test_a_postmortem_upload_whose_answer_was_lost_is_shared_once(applied:
             assert [f.name for f in shared] == ["INC-1-postmortem.md"]
             assert shared[0].content is not None and b"## Root cause" in shared[0].content
             assert len(slack.calls("files.completeUploadExternal")) == (1 if applied else 2)
+
+
+async def test_a_second_draft_is_uploaded_even_when_its_first_try_fails_soon_after_the_first() -> None:
+    """Every draft has the same name: the look-up after a failed try must not take the earlier
+    draft for this one."""
+    async with SlackStandIn() as slack, running_bot(slack=slack, slack_timeout=0.5) as running:
+        channel = await declare(running)
+        await command(running, BOB, channel, "postmortem")
+        await running.settle(timeout=10)
+        slack.faults.fail("files.getUploadURLExternal", status=500, times=1)
+        await command(running, BOB, channel, "resolve")
+        await running.settle(timeout=15)
+        drafts = running.slack.files(channel)
+        assert [f.name for f in drafts] == ["INC-1-postmortem.md"] * 2
+        assert drafts[1].content is not None and b"**Resolved:** 20" in drafts[1].content
+
+
+async def test_where_the_playbook_keeps_resolving_to_the_commander_nobody_else_takes_the_role(
+    tmp_path: Path,
+) -> None:
+    playbook = tmp_path / "playbook.yml"
+    playbook.write_text("permissions: {resolve: commander}\n")
+    async with running_bot(playbook_path=playbook) as running:
+        channel = await declare(running)
+        assert "may hand the role over" in await command(running, BOB, channel, "commander <@U0BOB|bob>")
+        assert "may hand the role over" in await command(running, BOB, channel, "role commander <@U0BOB>")
+        assert (await running.bot.service.get_incident("INC-1")).commander == ALICE
+        assert await command(running, ALICE, channel, "commander <@U0BOB|bob>") == ""
+        assert (await running.bot.service.get_incident("INC-1")).commander == BOB
+
+
+async def test_a_deleted_hypotheses_message_is_posted_again(running: Running) -> None:
+    channel = await declare(running)
+    await command(running, BOB, channel, "hypothesis One")
+    first = hypotheses_message(running, channel)
+    running.slack.workspace.messages[channel].remove(first)  # deleted, as a person could
+    await command(running, BOB, channel, "hypothesis Two")
+    again = hypotheses_message(running, channel)
+    assert again.ts != first.ts and "Two" in json.dumps(again.blocks)
+    assert (await running.bot.service.get_incident("INC-1")).hypotheses_ts == again.ts
+    assert not [t for t in told(running, ALICE) if "refused" in t]  # the commander hears of none
+
+
+async def test_a_slow_member_list_refuses_in_time_and_changes_nothing() -> None:
+    async with SlackStandIn() as slack, running_bot(slack=slack) as running:
+        channel = await declare(running)
+        slack.faults.hang("conversations.members", 4.0, applied=False, times=1)
+        reply = await running.user.slash_command(BOB, channel, "note Should not be posted")
+        await running.settle()
+        assert reply.status == 200 and "couldn't check that you are in" in reply.json_body()["text"]
+        assert not any("Should not be posted" in t for t in texts(running, channel))
+
+
+async def test_a_message_is_evidence_once_however_many_changes_later(running: Running) -> None:
+    channel = await declare(running)
+    written = running.slack.add_user_message(channel, CAROL, "DB pool at 100/100")
+    await running.user.use_message_shortcut(BOB, channel, written.ts, CallbackId.ADD_TO_TIMELINE.value)
+    for n in range(22):  # more changes than the incident remembers requests
+        await running.user.slash_command(BOB, channel, f"note n{n}")
+    await running.user.use_message_shortcut(CAROL, channel, written.ts, CallbackId.ADD_TO_TIMELINE.value)
+    await running.settle()
+    assert "already on the timeline" in told(running, CAROL)[-1]
+    evidence = [e for e in await running.bot.service.store.timeline("INC-1") if e.kind is EventKind.EVIDENCE]
+    assert len(evidence) == 1
