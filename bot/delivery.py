@@ -69,6 +69,9 @@ CHANNEL_REFUSALS = {
 # Incidents claimed at a time; a full batch is followed by another at once.
 CLAIM_BATCH = 50
 
+# How long the postmortem waits for people's names before it shows them by id.
+NAMES_DEADLINE = 5.0
+
 # Refusals of an update that mean the message is no longer there to update.
 GONE_MESSAGE = frozenset({"message_not_found", "cant_update_message"})
 
@@ -469,7 +472,10 @@ class Delivery:
             if not found.ok or "file" in found.data:
                 return _Step(found)
         draft = await self.service.investigation.postmortem_draft(incident.id)
-        names = await self.slack.user_names(draft.people)
+        try:  # names are a nicety: a slow Slack must not hold the incident's lock for long
+            names = await asyncio.wait_for(self.slack.user_names(draft.people), NAMES_DEADLINE)
+        except TimeoutError:
+            names = {}
         content = draft.markdown(lambda user: names.get(user, user) if user else "incident-bot")
         await self._in_doubt(incident, effect)
         uploaded = await self.slack.upload_file(channel, filename, title, content)
