@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import signal
@@ -34,9 +35,20 @@ log = logging.getLogger("incident-bot")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="incident-bot", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the bot")
+    parser = argparse.ArgumentParser(
+        prog="incident-bot",
+        description="A Slack incident bot: declare with /incident, work the playbook's checklists, "
+        "keep everyone updated. Configured by environment variables (see `incident-bot run --help`).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    run = sub.add_parser(
+        "run",
+        help="start the bot",
+        description=__doc__,
+        epilog="environment variables it reads (README: Configuration): "
+        + ", ".join(str(f.alias) for f in Settings.model_fields.values() if f.alias),
+    )
     run.add_argument(
         "--port",
         type=int,
@@ -92,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run on this Redis (its database is flushed) instead of the embedded store",
     )
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("incident-bot")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _fail(message: str) -> int:

@@ -99,3 +99,30 @@ def test_store_reset_starts_afresh_only_after_a_loss(redis_test_url: str) -> Non
     finally:
         client.flushdb()
         client.close()
+
+
+def test_the_top_level_help_lists_every_subcommand_and_run_help_its_variables(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    for command in ("run", "deliver", "store", "postmortem", "demo"):
+        assert f"    {command}" in top
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    run_help = " ".join(capsys.readouterr().out.split())
+    for variable in ("SLACK_BOT_TOKEN", "REDIS_URL", "INCIDENT_PLAYBOOK", "REDIS_WAIT_MS", "LOG_LEVEL"):
+        assert variable in run_help
+
+
+def test_the_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    from bot.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"incident-bot {importlib.metadata.version('incident-bot')}"
