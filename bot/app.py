@@ -113,6 +113,9 @@ class IncidentBot:
             return False, f"the incident store (Redis) is unreachable: {exc}"
         except StoreLost as exc:
             return False, str(exc)
+        except Exception as exc:  # a probe answers 503 with a reason, never a 500
+            log.exception("readiness check failed")
+            return False, f"the readiness check failed: {type(exc).__name__}"
         return True, "ready"
 
     async def health(self) -> dict[str, object]:

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -63,8 +64,25 @@ def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
             # Redis answered but would not do it: READONLY on a demoted master, CLUSTERDOWN,
             # TRYAGAIN, MOVED/ASK retries spent, LOADING, BUSY, OOM, NOPERM... Nothing was stored.
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except (AttributeError, TypeError) as exc:
+            if not _raised_in_redis_py(exc):
+                raise
+            # redis-py's asyncio Cluster client can trip over a connection another task closed
+            # while a failover is under way ('NoneType' object has no attribute 'writelines'):
+            # a store that does not answer, and a write that may or may not have gone out.
+            raise StoreUnavailable(f"redis-py: {type(exc).__name__}: {exc}", written=None) from exc
 
     return wrapper
+
+
+def _raised_in_redis_py(exc: BaseException) -> bool:
+    """Whether the innermost frame of `exc` is in the redis package (not in this code)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{os.sep}redis{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 # Ticks and unticks in one round trip: check that the item belongs to the message, write the

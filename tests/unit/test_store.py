@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -680,3 +681,33 @@ async def test_an_update_decided_on_a_stale_read_is_decided_again(store: Inciden
     assert written is True
     assert seen == ["t", "theirs"]  # decided once on the stale read, then again on the fresh one
     assert updated.title == (await store.get_incident("INC-1")).title == "theirs|mine"
+
+
+async def test_a_redis_py_internal_error_during_a_failover_is_a_store_failure(store: IncidentStore) -> None:
+    """redis-py's asyncio Cluster client can fail inside itself when a connection it shares is
+    closed under it (AttributeError: 'NoneType' object has no attribute 'writelines'): an answer
+    that was lost, never a 500. The same error from this code still surfaces."""
+    source = (
+        "def boom(*args, **kwargs):\n"
+        "    raise AttributeError(\"'NoneType' object has no attribute 'writelines'\")\n"
+    )
+    inside: dict[str, Any] = {}
+    exec(
+        compile(source, f"{os.sep}site-packages{os.sep}redis{os.sep}asyncio{os.sep}connection.py", "exec"),
+        inside,
+    )
+
+    async def failing_get(key: str) -> Any:
+        inside["boom"]()
+
+    store.redis.get = failing_get  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable) as caught:
+        await store.get_incident("INC-1")
+    assert caught.value.written is None and "writelines" in str(caught.value)
+
+    async def our_bug(key: str) -> Any:
+        raise AttributeError("a mistake of ours")
+
+    store.redis.get = our_bug  # type: ignore[method-assign]
+    with pytest.raises(AttributeError, match="a mistake of ours"):
+        await store.get_incident("INC-1")
