@@ -5,12 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot.models import EventKind, Incident, MessageState, Tick, TimelineEvent, utcnow
+from bot.blocks.checklist import split_sections
+from bot.effects import PostChecklist, Work
+from bot.models import (
+    ChecklistSection,
+    EventKind,
+    Incident,
+    MessageState,
+    Phase,
+    Tick,
+    TimelineEvent,
+    utcnow,
+)
 from bot.store import IncidentStore
 
 # The process that took a click re-renders the message at once; the delivery loop checks a little
 # later that Slack has it, and re-renders it if that process failed or died.
 RECHECK_AFTER_TICK = timedelta(seconds=3)
+
+
+def checklist_works(by_phase: dict[Phase, list[ChecklistSection]]) -> list[Work]:
+    """One message per phase, split to respect Slack's block limit."""
+    return [
+        PostChecklist(phase=phase, part=part, sections=tuple(chunk))
+        for phase, sections in by_phase.items()
+        for part, chunk in enumerate(split_sections(sections), start=1)
+    ]
 
 
 class Checklists:

@@ -10,7 +10,8 @@ from datetime import datetime
 
 from bot.blocks import format as fmt
 from bot.blocks.timeline import timeline_messages, trace_lines
-from bot.effects import PostChecklist, RefreshHeader, Say, ShowHypotheses, Target, UploadPostmortem, Work
+from bot.checklists import checklist_works
+from bot.effects import RefreshHeader, Say, ShowHypotheses, Target, UploadPostmortem, Work
 from bot.errors import IncidentNotFound, NothingToChange, StaleReference
 from bot.models import (
     PHASE_GUIDE,
@@ -118,7 +119,7 @@ class Investigation:
                 sections = _unplanned(self.playbook.phase_sections(phase), after)
                 if sections:
                     after = after.planning({i.id for s in sections for i in s.items}, at)
-                    works.append(PostChecklist(phase=phase, part=1, sections=tuple(sections)))
+                    works += checklist_works({phase: sections})
         return after, works
 
     # -- evidence ----------------------------------------------------------------------------
@@ -234,7 +235,7 @@ class Investigation:
                 f"*Symptoms*\n{symptoms}",
             )
             event = TimelineEvent(at=now, kind=EventKind.RUNBOOK, by=by, text=f"posted the {name} runbook")
-            works: list[Work] = [say, PostChecklist(phase=RUNBOOK_PHASE, part=1, sections=tuple(sections))]
+            works: list[Work] = [say, *checklist_works({RUNBOOK_PHASE: sections})]
             return Change(after, [event], works)
 
         incident, _ = await self._apply(incident_id, request_id, decide)

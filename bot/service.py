@@ -14,13 +14,11 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from bot.blocks.checklist import split_sections
-from bot.checklists import Checklists
+from bot.checklists import Checklists, checklist_works
 from bot.effects import (
     Announce,
     InviteDeclarer,
     OpenChannel,
-    PostChecklist,
     PostHeader,
     PostUpdate,
     RefreshHeader,
@@ -100,15 +98,6 @@ class SeverityChange(BaseModel):
     applied: bool
 
 
-
-
-def checklist_works(by_phase: dict[Phase, list[ChecklistSection]]) -> list[Work]:
-    """One message per phase, split to respect Slack's block limit."""
-    return [
-        PostChecklist(phase=phase, part=part, sections=tuple(chunk))
-        for phase, sections in by_phase.items()
-        for part, chunk in enumerate(split_sections(sections), start=1)
-    ]
 
 
 def _item_ids(by_phase: dict[Phase, list[ChecklistSection]]) -> set[str]:
