@@ -64,7 +64,7 @@ def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
             # Redis answered but would not do it: READONLY on a demoted master, CLUSTERDOWN,
             # TRYAGAIN, MOVED/ASK retries spent, LOADING, BUSY, OOM, NOPERM... Nothing was stored.
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        except (AttributeError, TypeError) as exc:
+        except AttributeError as exc:
             if not _raised_in_redis_py(exc):
                 raise
             # redis-py's asyncio Cluster client can trip over a connection another task closed
