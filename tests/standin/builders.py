@@ -1,10 +1,24 @@
-"""Shared helpers for the stand-in tests: a controllable clock and Block Kit builders."""
+"""Shared helpers for the stand-in tests: a controllable clock, Block Kit builders, and the
+answer of a call Slack refuses."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
+import pytest
+from slack_sdk.errors import SlackApiError
+
 START = 1_700_000_000.0
+
+
+async def refused(call: Awaitable[Any]) -> dict[str, Any]:
+    """Awaits a call that must fail and returns Slack's answer body."""
+    with pytest.raises(SlackApiError) as caught:
+        await call
+    data = caught.value.response.data
+    assert isinstance(data, dict)
+    return data
 
 
 class FakeClock:

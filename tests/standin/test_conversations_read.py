@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable
-from typing import Any
 
 import pytest
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.demo.standin import DEFAULT_BOT_SCOPES, SeedChannel, SlackStandIn
 from bot.demo.standin.workspace import DEFAULT_CHANNELS
 
-from .builders import FakeClock
-
-
-async def refused(call: Awaitable[Any]) -> dict[str, Any]:
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    data = caught.value.response.data
-    assert isinstance(data, dict)
-    return data
+from .builders import FakeClock, refused
 
 
 async def channel_with_messages(

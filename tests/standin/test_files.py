@@ -6,28 +6,18 @@ URL (served by the stand-in on loopback), files.completeUploadExternal (title, s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
 import pytest
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.demo.standin import DEFAULT_BOT_SCOPES, SeedChannel, SlackStandIn, render_channel
 from bot.demo.standin.workspace import DEFAULT_CHANNELS
 
-from .builders import FakeClock
+from .builders import FakeClock, refused
 
 POSTMORTEM = "# INC-1 postmortem\n\n## Timeline\n- 10:02 declared ✅\n"
-
-
-async def refused(call: Awaitable[Any]) -> dict[str, Any]:
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    data = caught.value.response.data
-    assert isinstance(data, dict)
-    return data
 
 
 async def incident_channel(client: AsyncWebClient, name: str = "inc-1") -> str:

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 from typing import Any
 
 import pytest
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.demo.standin import SlackStandIn
 
+from .builders import refused
+
 DECLARED = {"event_type": "incident_declared", "event_payload": {"incident_id": "INC-42", "severity": 2}}
-
-
-async def refused(call: Awaitable[Any]) -> dict[str, Any]:
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    data = caught.value.response.data
-    assert isinstance(data, dict)
-    return data
 
 
 async def history(client: AsyncWebClient, channel: str, **options: Any) -> list[dict[str, Any]]:

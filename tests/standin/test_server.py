@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -30,18 +29,10 @@ from .builders import (
     modal,
     option,
     plain,
+    refused,
     section,
     title_input,
 )
-
-
-async def refused(call: Awaitable[Any]) -> dict[str, Any]:
-    """Awaits a call that must fail and returns Slack's answer body."""
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    data = caught.value.response.data
-    assert isinstance(data, dict)
-    return data
 
 
 def checklist(steps: int = 2) -> list[dict[str, Any]]:
