@@ -267,19 +267,32 @@ def deliver(args: argparse.Namespace) -> int:
     return asyncio.run(_deliver(bot, args.host, args.port))
 
 
-def store_reset(args: argparse.Namespace) -> int:
-    """Start the incident store afresh after a data loss, deliberately."""
+def _store(command: str) -> tuple[Settings, IncidentStore] | str:
+    """The settings and the incident store of REDIS_URL, for a command that works on Redis
+    alone; or why there is none, in one line."""
     try:
         settings = _settings()
         if not settings.redis_url:
-            return _fail("store reset needs REDIS_URL: the Redis the bot runs on.")
-        store = IncidentStore(
-            connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
-        )
+            return f"{command} needs REDIS_URL: the Redis the bot runs on."
+        redis = connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
     except ValidationError as exc:
-        return _fail(f"bad configuration: {exc}")
+        return f"bad configuration: {exc}"
     except RedisUrlError as exc:
-        return _fail(str(exc))
+        return str(exc)
+    return settings, IncidentStore(redis)
+
+
+def _unreachable(exc: StoreUnavailable) -> int:
+    print(f"incident-bot: the incident store (Redis) is unreachable: {exc}", file=sys.stderr)
+    return 1
+
+
+def store_reset(args: argparse.Namespace) -> int:
+    """Start the incident store afresh after a data loss, deliberately."""
+    opened = _store("store reset")
+    if isinstance(opened, str):
+        return _fail(opened)
+    _, store = opened
     if args.next_number < 1:
         return _fail("--next-number must be 1 or more.")
 
@@ -292,8 +305,7 @@ def store_reset(args: argparse.Namespace) -> int:
                 )
             await store.reset_identity(args.next_number)
         except StoreUnavailable as exc:
-            print(f"incident-bot: the incident store (Redis) is unreachable: {exc}", file=sys.stderr)
-            return 1
+            return _unreachable(exc)
         finally:
             await store.close()
         print(f"The incident store starts afresh; the next incident is INC-{args.next_number}.")
@@ -305,17 +317,13 @@ def store_reset(args: argparse.Namespace) -> int:
 def print_postmortem(args: argparse.Namespace) -> int:
     """The postmortem draft of one incident, from Redis. With SLACK_BOT_TOKEN, people are shown
     by their Slack names, as in the uploaded file; else by their ids."""
+    opened = _store("postmortem")
+    if isinstance(opened, str):
+        return _fail(opened)
+    settings, store = opened
     try:
-        settings = _settings()
-        if not settings.redis_url:
-            return _fail("postmortem needs REDIS_URL: the Redis the bot runs on.")
-        store = IncidentStore(
-            connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
-        )
         playbook = load_playbook(settings.incident_playbook)
-    except ValidationError as exc:
-        return _fail(f"bad configuration: {exc}")
-    except (RedisUrlError, PlaybookError) as exc:
+    except PlaybookError as exc:
         return _fail(str(exc))
     incident_id = str(args.incident).strip().upper()
 
@@ -325,8 +333,7 @@ def print_postmortem(args: argparse.Namespace) -> int:
         except IncidentNotFound:
             return _fail(f"there is no incident {incident_id} in the store.")
         except StoreUnavailable as exc:
-            print(f"incident-bot: the incident store (Redis) is unreachable: {exc}", file=sys.stderr)
-            return 1
+            return _unreachable(exc)
         finally:
             await store.close()
         names: dict[str, str] = {}

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import pytest
@@ -379,3 +382,34 @@ async def test_a_message_is_evidence_once_however_many_changes_later(running: Ru
     assert "already on the timeline" in told(running, CAROL)[-1]
     evidence = [e for e in await running.bot.service.store.timeline("INC-1") if e.kind is EventKind.EVIDENCE]
     assert len(evidence) == 1
+
+
+async def test_the_cli_prints_the_postmortem_as_it_was_uploaded(
+    running: Running, redis_test_url: str
+) -> None:
+    """`incident-bot postmortem INC-1` reads Redis; with the bot token it shows people by the
+    same names, so it prints exactly the uploaded draft."""
+    channel = await declare(running)
+    await command(running, BOB, channel, "hypothesis Deploy v2.3.1 leaks connections")
+    await command(running, BOB, channel, "followup Alert on pool usage")
+    await command(running, ALICE, channel, "resolve")
+    await running.settle(timeout=10)
+    [upload] = running.slack.files(channel)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "INCIDENT_", "REDIS_"))}
+    env.update(
+        REDIS_URL=redis_test_url, SLACK_BOT_TOKEN=running.slack.bot_token, SLACK_API_URL=running.slack.url
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "postmortem", "inc-1", env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err
+    assert upload.content is not None and out == upload.content
+    missing = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "postmortem", "INC-9", env=env, stdout=PIPE, stderr=PIPE
+    )
+    _, err = await asyncio.wait_for(missing.communicate(), timeout=30)
+    assert (
+        missing.returncode == 2
+        and err.decode().strip() == "incident-bot: there is no incident INC-9 in the store."
+    )
