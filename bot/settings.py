@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.models import parse_duration
 
 SLACK_API_URL_DEFAULT = "https://slack.com/api/"
 
@@ -27,8 +31,32 @@ class Settings(BaseSettings):
     stakeholder_channel: str = Field(default="", alias="INCIDENT_STAKEHOLDER_CHANNEL")
     create_channels: bool = Field(default=True, alias="INCIDENT_CREATE_CHANNELS")
     channel_prefix: str = Field(default="inc", alias="INCIDENT_CHANNEL_PREFIX")
-    port: int = Field(default=3000, alias="PORT")
-    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    port: int = Field(default=3000, ge=0, le=65535, alias="PORT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", alias="LOG_LEVEL"
+    )
+    # text: one readable line per record; json: one JSON object per line, for a log pipeline.
+    log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
+    # How long a resolved incident stays in Redis before it expires, indexes included; 0 keeps
+    # resolved incidents forever. `incident-bot export` archives them before that.
+    incident_retention: timedelta = Field(default=timedelta(days=90), alias="INCIDENT_RETENTION")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
+
+    @field_validator("incident_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        if isinstance(value, int | str) and str(value).strip() == "0":
+            return timedelta(0)  # keep forever
+        return parse_duration(value)
 
     @property
     def api_base_url(self) -> str:
