@@ -5,14 +5,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
 from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.payload_utils import is_action, is_event, is_shortcut, is_slash_command, is_view
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,15 +31,17 @@ from bot.delivery import Delivery, DeliveryConfig
 from bot.errors import StoreLost, StoreUnavailable
 from bot.http_edge import SlackRequestGuard, install_error_handler
 from bot.http_edge import bolt_request as parse_bolt_request
+from bot.metrics import CONTENT_TYPE, AckKind, Metrics
 from bot.models import utcnow
 from bot.playbook import Playbook, load_playbook
 from bot.refresher import ChecklistRefresher
 from bot.reminders import deliver_due
+from bot.retention import Retention
 from bot.schedule_store import ScheduleStore
 from bot.scheduler import ReminderClock
 from bot.service import IncidentService
 from bot.settings import Settings
-from bot.slack_gateway import SlackGateway
+from bot.slack_gateway import MeasuredWebClient, SlackGateway
 from bot.store import IncidentStore, connect, embedded, replica_wait_for
 from handlers.deps import Deps, install
 
@@ -57,6 +65,7 @@ class IncidentBot:
     # False: this process only answers Slack; `incident-bot deliver` runs the delivery loop, the
     # reminder clock and the digest against the same Redis.
     deliver_here: bool = True
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
 
     @property
     def slack_client(self) -> AsyncWebClient:
@@ -64,7 +73,7 @@ class IncidentBot:
         return client
 
     def asgi(self) -> Starlette:
-        """The HTTP face: `POST /slack/events` and `GET /healthz`."""
+        """The HTTP face: `POST /slack/events`, `GET /healthz`, `/readyz` and `/metrics`."""
         if not self.settings.slack_signing_secret:
             raise ValueError("serving HTTP needs SLACK_SIGNING_SECRET to verify Slack's requests")
         async def events(scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,6 +90,9 @@ class IncidentBot:
         async def readyz(request: Request) -> Response:
             ready, reason = await self.readiness()
             return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
+
+        async def metrics(request: Request) -> Response:
+            return Response(await self.metrics_page(), headers={"Content-Type": CONTENT_TYPE})
 
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -100,6 +112,7 @@ class IncidentBot:
                 ),
                 Route("/healthz", healthz, methods=["GET"]),
                 Route("/readyz", readyz, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"]),
             ],
             lifespan=lifespan,
         )
@@ -117,6 +130,11 @@ class IncidentBot:
             log.exception("readiness check failed")
             return False, f"the readiness check failed: {type(exc).__name__}"
         return True, "ready"
+
+    async def metrics_page(self) -> bytes:
+        """Prometheus' text format: what this process counted (every worker's, under
+        `run --workers`) and the shared state as Redis holds it now."""
+        return await self.metrics.page(self.store)
 
     async def health(self) -> dict[str, object]:
         """Alive, and whether Redis answers (the bot keeps serving while it does not)."""
@@ -172,26 +190,37 @@ def create_app(
     slack_timeout: float = 10.0,
     delivery: DeliveryConfig | None = None,
     deliver_here: bool = True,
+    metrics: Metrics | None = None,
 ) -> IncidentBot:
     """Build the bot. `redis` and `playbook` default to what the settings name. With
-    `deliver_here=False`, `start()` leaves delivery and reminders to another process."""
+    `deliver_here=False`, `start()` leaves delivery and reminders to another process.
+    `metrics` defaults to a registry of this bot's own (shared by the workers under
+    `run --workers`, through PROMETHEUS_MULTIPROC_DIR)."""
+    metrics = metrics or Metrics.for_this_process()
     if playbook is None:
         playbook = load_playbook(settings.incident_playbook)
     if redis is None:
         if settings.redis_url:
             redis = connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
         else:
-            log.warning(EMBEDDED_WARNING)
             redis = embedded()
     wait = None
     if settings.redis_url:
         wait = replica_wait_for(settings.redis_url, settings.redis_wait_replicas, settings.redis_wait_ms)
-    store = IncidentStore(redis, wait)
-    service = IncidentService(store, ScheduleStore(redis), playbook, clock)
+    store = IncidentStore(
+        redis,
+        wait,
+        retention=settings.incident_retention,
+        on_write=metrics.incident_written,
+        on_failure=metrics.redis_error,
+    )
+    schedule = ScheduleStore(redis, on_failure=metrics.redis_error)
+    service = IncidentService(store, schedule, playbook, clock)
 
     # No retry handlers in the client: the delivery loop retries with backoff (honouring
     # Retry-After) without holding anything up, and knows when an answer was lost.
-    client = AsyncWebClient(
+    client = MeasuredWebClient(
+        on_call=metrics.slack_call,
         token=settings.slack_bot_token or None,
         base_url=settings.api_base_url,
         timeout=int(slack_timeout),
@@ -200,12 +229,14 @@ def create_app(
         retry_handlers=[],
     )
     client.timeout = slack_timeout  # type: ignore[assignment]  # aiohttp takes fractions of seconds
-    bolt = AsyncApp(
-        client=client,
-        signing_secret=settings.slack_signing_secret,
-        # Bolt skips verification only for Socket Mode envelopes, never for HTTP.
-        request_verification_enabled=True,
-    )
+    with _token_warning_dropped():
+        bolt = TimedApp(
+            metrics=metrics,
+            client=client,
+            signing_secret=settings.slack_signing_secret,
+            # Bolt skips verification only for Socket Mode envelopes, never for HTTP.
+            request_verification_enabled=True,
+        )
     slack = SlackGateway(client)
     refresher = ChecklistRefresher(store, slack, min_interval=refresh_interval)
     stakeholders = settings.stakeholder_channel or None
@@ -216,7 +247,7 @@ def create_app(
         create_channels=settings.create_channels,
         channel_prefix=settings.channel_prefix,
     )
-    outbox = Delivery(service, slack, config, clock)
+    outbox = Delivery(service, slack, config, clock, metrics)
     deps = Deps(
         service=service,
         slack=slack,
@@ -228,9 +259,61 @@ def create_app(
     install_error_handler(bolt)
     handlers.register(bolt)
     reminder_clock = ReminderClock(
-        lambda: deliver_due(service, slack, stakeholders, outbox.wake), poll_seconds=reminder_poll
+        lambda: deliver_due(service, slack, stakeholders, outbox.wake),
+        poll_seconds=reminder_poll,
+        housekeeping=Retention(store, clock).run,
     )
-    return IncidentBot(settings, bolt, service, store, refresher, reminder_clock, outbox, deliver_here)
+    return IncidentBot(
+        settings, bolt, service, store, refresher, reminder_clock, outbox, deliver_here, metrics
+    )
+
+
+class TimedApp(AsyncApp):
+    """Bolt, timing each request from its dispatch (where HTTP and Socket Mode requests both
+    pass, before the signature and authorization checks) to the answer Slack gets: the ack, or
+    Bolt's own answer when no listener acked in time."""
+
+    def __init__(self, *, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ack_metrics = metrics
+
+    async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
+        started = time.perf_counter()
+        try:
+            return await super().async_dispatch(req)
+        finally:
+            self._ack_metrics.acked(request_kind(req.body), time.perf_counter() - started)
+
+
+def request_kind(body: dict[str, Any]) -> AckKind:
+    if is_slash_command(body):
+        return AckKind.COMMAND
+    if is_action(body):
+        return AckKind.ACTION
+    if is_view(body):
+        return AckKind.VIEW
+    if is_shortcut(body):
+        return AckKind.SHORTCUT
+    if is_event(body):
+        return AckKind.EVENT
+    return AckKind.OTHER
+
+
+@contextlib.contextmanager
+def _token_warning_dropped() -> Iterator[None]:
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, then warns on
+    every start that the token "will be unused": it is the very token the client carries."""
+    unused = warning_client_prioritized_and_token_skipped()
+
+    def drop(record: logging.LogRecord) -> bool:
+        return record.getMessage() != unused
+
+    bolt_log = logging.getLogger("slack_bolt.AsyncApp")
+    bolt_log.addFilter(drop)
+    try:
+        yield
+    finally:
+        bolt_log.removeFilter(drop)
 
 
 def asgi_from_environment() -> Starlette:

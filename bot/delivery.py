@@ -51,7 +51,8 @@ from bot.effects import (
 )
 from bot.errors import IncidentNotFound, NotAChecklistItem, StoreLost, StoreUnavailable
 from bot.investigation import postmortem_filename
-from bot.logs import Throttled
+from bot.logs import Throttled, incident_context
+from bot.metrics import Metrics
 from bot.models import ChecklistMessage, Claim, EventKind, Incident, MessageState, Phase, TimelineEvent
 from bot.naming import channel_name
 from bot.service import IncidentService
@@ -114,12 +115,14 @@ class Delivery:
         slack: SlackGateway,
         config: DeliveryConfig,
         clock: Callable[[], datetime],
+        metrics: Metrics | None = None,
     ) -> None:
         self.service = service
         self.store = service.store
         self.slack = slack
         self.config = config
         self.clock = clock
+        self.metrics = metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
@@ -226,7 +229,8 @@ class Delivery:
             await self.store.finish_outbox(claim, self.clock() + timedelta(seconds=1))
             return
         try:
-            again = await self._deliver_outbox(claim.incident_id)
+            with incident_context(claim.incident_id):
+                again = await self._deliver_outbox(claim.incident_id)
             await self.store.finish_outbox(claim, again)
         finally:
             await self.store.unlock_outbox(claim.incident_id, token)
@@ -296,6 +300,7 @@ class Delivery:
                 step = _Step(Result(Outcome.TRANSIENT, type(exc).__name__))
             if step.result.ok:
                 await self._complete(incident, effect, step.record)
+                self._count_delivered(effect, step.result)
             elif step.result.retryable:
                 latest = (await self.store.effect(incident_id, effect.id)) or effect
                 wait = self._backoff(latest, step.result)
@@ -316,6 +321,18 @@ class Delivery:
         if stale_retry is not None:
             again.append(self.clock() + timedelta(seconds=stale_retry))
         return min(again) if again else None
+
+    def _count_delivered(self, effect: Effect, result: Result) -> None:
+        """Count what reached the incident's channel: an update, a reminder. Counted once the
+        effect is completed, which happens once; a post skipped (a reminder made moot, nowhere to
+        post) has no message ts and is not counted."""
+        if self.metrics is None or "ts" not in result.data:
+            return
+        work = effect.work
+        if isinstance(work, PostUpdate) and work.target is Target.INCIDENT:
+            self.metrics.update_posted()
+        elif isinstance(work, Reminder):
+            self.metrics.reminder_posted((self.clock() - work.due_at).total_seconds())
 
     def _backoff(self, effect: Effect, result: Result) -> float:
         if result.retry_after is not None:

@@ -18,6 +18,12 @@ BY_CHANNEL = "incidents:by-channel"  # HASH channel id -> incident id
 # HASH channel id -> when a declaration claimed that borrowed channel (unix seconds); in the slot
 # of BY_CHANNEL (a key without braces hashes whole), so one script writes both.
 CLAIMED_AT = "claimed-at:{incidents:by-channel}"
+# ZSET resolved incident id -> when it expires (unix seconds; +inf when kept forever): what the
+# retention sweep removes from the other indexes once due, and what `export --all-resolved` lists.
+RESOLVED = "incidents:resolved"
+# STRING: the highest incident number the sweep has checked for a resolved incident without an
+# expiry (resolved before retention existed). In the slot of RESOLVED.
+RETENTION_CHECKED = "retention-checked:{incidents:resolved}"
 
 
 def incident(incident_id: str) -> str:
@@ -78,6 +84,22 @@ def delivery_lock(incident_id: str) -> str:
 def shown(incident_id: str) -> str:
     """HASH: message ts -> the revision that Slack last accepted for that checklist message."""
     return f"{PREFIX}:{{{incident_id}}}:shown"
+
+
+def incident_keys(incident_id: str) -> list[str]:
+    """Every key of one incident that expires with it once it is resolved, the record first (not
+    the delivery lock, which expires by itself within a minute)."""
+    return [
+        incident(incident_id),
+        timeline(incident_id),
+        messages(incident_id),
+        items(incident_id),
+        ticks(incident_id),
+        revisions(incident_id),
+        shown(incident_id),
+        outbox(incident_id),
+        queued(incident_id),
+    ]
 
 
 # Incidents whose outbox may hold work, and when to look: written before the work itself, so

@@ -275,6 +275,21 @@ class Incident(BaseModel):
         confirmed = [h for h in self.hypotheses if h.state is HypothesisState.CONFIRMED]
         return max(confirmed, key=lambda h: h.changed_at or h.proposed_at) if confirmed else None
 
+    def identified(self) -> tuple[datetime | None, str]:
+        """When the cause was first known, and how: the status Identified or a confirmed
+        hypothesis, whichever came first (None, "" before either)."""
+        found: list[tuple[datetime, int, str]] = []
+        status = self.status_changed_at.get(Status.IDENTIFIED)
+        if status is not None:
+            found.append((status, 0, "status Identified"))
+        for hypothesis in self.hypotheses:
+            if hypothesis.state is HypothesisState.CONFIRMED and hypothesis.changed_at is not None:
+                found.append((hypothesis.changed_at, hypothesis.number, f"{hypothesis.label} confirmed"))
+        if not found:
+            return None, ""
+        at, _, how = min(found)
+        return at, how
+
     def role_holders(self) -> dict[str, str]:
         """Role key -> user, the commander first."""
         return {"commander": self.commander, **self.roles}

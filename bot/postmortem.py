@@ -21,7 +21,6 @@ from bot.models import (
     ChecklistMessage,
     EventKind,
     Hypothesis,
-    HypothesisState,
     Incident,
     Phase,
     Severity,
@@ -139,7 +138,7 @@ def _summary(
 
 def _milestones(incident: Incident, md: _Markdown) -> list[str]:
     """Declared, identified, mitigated, resolved: when, and how long after the one before."""
-    identified, how = _identified(incident)
+    identified, how = incident.identified()
     reached: list[tuple[str, datetime | None, str]] = [
         ("Identified", identified, how),
         ("Mitigated", incident.status_changed_at.get(Status.MONITORING), "status Monitoring"),
@@ -158,21 +157,6 @@ def _milestones(incident: Incident, md: _Markdown) -> list[str]:
     if resolved is not None:
         lines.append(f"- **Declared to resolved:** {fmt.elapsed(resolved - incident.declared_at)}")
     return lines
-
-
-def _identified(incident: Incident) -> tuple[datetime | None, str]:
-    """The first time status Identified was reached or a hypothesis was confirmed."""
-    found: list[tuple[datetime, int, str]] = []
-    status = incident.status_changed_at.get(Status.IDENTIFIED)
-    if status is not None:
-        found.append((status, 0, "status Identified"))
-    for hypothesis in incident.hypotheses:
-        if hypothesis.state is HypothesisState.CONFIRMED and hypothesis.changed_at is not None:
-            found.append((hypothesis.changed_at, hypothesis.number, f"{hypothesis.label} confirmed"))
-    if not found:
-        return None, ""
-    at, _, how = min(found)
-    return at, how
 
 
 def _impact(incident: Incident, md: _Markdown) -> str:

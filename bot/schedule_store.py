@@ -8,6 +8,7 @@ process (or itself after a restart) delivers it then, marked late.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,9 +78,16 @@ def _ts(at: datetime) -> str:
 
 
 class ScheduleStore:
-    def __init__(self, redis: aioredis.Redis, lease: timedelta = timedelta(seconds=30)) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        lease: timedelta = timedelta(seconds=30),
+        *,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.redis = redis
         self.lease = lease
+        self.on_failure = on_failure  # told of each operation Redis failed (the metrics)
         self._schedule = redis.register_script(_SCHEDULE)
         self._cancel = redis.register_script(_CANCEL)
         self._claim = redis.register_script(_CLAIM)

@@ -1,7 +1,8 @@
 """The clock of reminders: APScheduler polls the shared schedule in Redis from every process.
 
 APScheduler keeps only its own in-memory job (nothing of it goes to Redis, nothing is pickled);
-which reminders are due, and who delivers each, is decided by the atomic claim in Redis.
+which reminders are due, and who delivers each, is decided by the atomic claim in Redis. The
+same scheduler runs the retention sweep once a minute (`housekeeping`), safe in every process.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ log = logging.getLogger(__name__)
 
 
 class ReminderClock:
-    def __init__(self, deliver: Callable[[], Awaitable[int]], poll_seconds: float = 0.25) -> None:
+    def __init__(
+        self,
+        deliver: Callable[[], Awaitable[int]],
+        poll_seconds: float = 0.25,
+        housekeeping: Callable[[], Awaitable[int]] | None = None,
+        housekeeping_seconds: float = 60.0,
+    ) -> None:
         self.deliver = deliver
         self.poll_seconds = poll_seconds
+        self.housekeeping = housekeeping
+        self.housekeeping_seconds = housekeeping_seconds
         self._scheduler: AsyncIOScheduler | None = None
 
     def start(self) -> None:
@@ -32,6 +41,16 @@ class ReminderClock:
             coalesce=True,
             misfire_grace_time=None,
         )
+        if self.housekeeping is not None:
+            scheduler.add_job(
+                self._housekeep,
+                "interval",
+                seconds=self.housekeeping_seconds,
+                id="retention-sweep",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -45,3 +64,10 @@ class ReminderClock:
             await self.deliver()
         except Exception:
             log.exception("delivering due reminders failed; retrying on the next poll")
+
+    async def _housekeep(self) -> None:
+        assert self.housekeeping is not None
+        try:
+            await self.housekeeping()
+        except Exception:
+            log.exception("the retention sweep failed; retrying in %.0f s", self.housekeeping_seconds)

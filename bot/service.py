@@ -316,8 +316,7 @@ class IncidentService:
 
     async def _close(self, incident: Incident) -> None:
         await self.schedule.cancel(incident.id)
-        borrowed = None if incident.dedicated_channel else incident.channel_id
-        await self.store.close_incident(incident.id, borrowed)
+        await self.store.close_incident(incident)
 
     async def change_severity(
         self, incident_id: str, severity: Severity, by: str, request_id: str

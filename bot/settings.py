@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.models import parse_duration
 
 SLACK_API_URL_DEFAULT = "https://slack.com/api/"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 
 
 class Settings(BaseSettings):
@@ -32,22 +37,31 @@ class Settings(BaseSettings):
     create_channels: bool = Field(default=True, alias="INCIDENT_CREATE_CHANNELS")
     channel_prefix: str = Field(default="inc", alias="INCIDENT_CHANNEL_PREFIX")
     port: int = Field(default=3000, ge=0, le=65535, alias="PORT")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        default="INFO", alias="LOG_LEVEL"
-    )
+    log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     # text: one readable line per record; json: one JSON object per line, for a log pipeline.
-    log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
+    log_format: LogFormat = Field(default="text", alias="LOG_FORMAT")
     # How long a resolved incident stays in Redis before it expires, indexes included; 0 keeps
     # resolved incidents forever. `incident-bot export` archives them before that.
     incident_retention: timedelta = Field(default=timedelta(days=90), alias="INCIDENT_RETENTION")
+    # How long start-up keeps trying Redis and Slack before giving up (exit 1).
+    startup_timeout: timedelta = Field(default=timedelta(seconds=30), alias="STARTUP_TIMEOUT")
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
-    def _case_insensitive(cls, value: Any, info: Any) -> Any:
+    def _one_of(cls, value: Any, info: ValidationInfo) -> Any:
+        """Either case; a value that is none of the choices is refused as written, naming them."""
+        choices = {"log_level": LOG_LEVELS, "log_format": LOG_FORMATS}[str(info.field_name)]
         if not isinstance(value, str):
             return value
-        value = value.strip()
-        return value.upper() if info.field_name == "log_level" else value.lower()
+        for choice in choices:
+            if value.strip().lower() == choice.lower():
+                return choice
+        raise ValueError(f"use one of {', '.join(choices)}")
+
+    @field_validator("startup_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
     @field_validator("incident_retention", mode="before")
     @classmethod

@@ -80,6 +80,75 @@ def classify_error(exc: SlackApiError) -> Result:
     return Result(Outcome.TRANSIENT if transient else Outcome.REFUSED, error, retry_after=retry_after)
 
 
+# Slack errors a call's outcome is reported by name (the ones the bot acts on, or an operator
+# would): any other is `other_error`, so the metric's label takes a bounded set of values.
+NAMED_ERRORS = TRANSIENT_ERRORS | {
+    "not_in_channel",
+    "channel_not_found",
+    "is_archived",
+    "missing_scope",
+    "restricted_action",
+    "no_permission",
+    "name_taken",
+    "already_in_channel",
+    "cant_invite_self",
+    "message_not_found",
+    "cant_update_message",
+    "user_not_found",
+    "invalid_blocks",
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+}
+
+CallObserver = Callable[[str, str, float], None]
+
+
+def call_outcome(exc: BaseException | None) -> str:
+    """What became of a Web API call, in a few words: `ok`, a Slack error (see NAMED_ERRORS),
+    `other_error`, `http_4xx`, `http_5xx`, `timeout`, `connection_error`, `cancelled` or `error`."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, SlackApiError):
+        error = classify_error(exc).error or ""
+        if error in NAMED_ERRORS:
+            return error
+        if error.startswith("http_"):
+            return "http_5xx" if error.startswith("http_5") else "http_4xx"
+        return "other_error"
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return "connection_error"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"  # e.g. the membership check's deadline
+    return "error"
+
+
+class MeasuredWebClient(AsyncWebClient):
+    """The Web API client, telling `on_call(method, outcome, seconds)` of every call made
+    through it: the one place all of the bot's calls pass (each of its methods calls `api_call`),
+    Socket Mode's apps.connections.open included; files_upload_v2 counts as the API methods it
+    calls."""
+
+    def __init__(self, *, on_call: CallObserver, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_call = on_call
+
+    async def api_call(self, api_method: str, *args: Any, **kwargs: Any) -> AsyncSlackResponse:
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            return await super().api_call(api_method, *args, **kwargs)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._on_call(api_method, call_outcome(failure), time.perf_counter() - started)
+
+
 # How long a channel's member list is trusted for a member: leaves show within this. A user
 # missing from it is looked up again at once, so someone who just joined can act right away.
 MEMBERS_FRESH_FOR = 30.0

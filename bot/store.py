@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -36,11 +37,12 @@ from bot.errors import (
     StoreLost,
     StoreUnavailable,
 )
-from bot.logs import Throttled
+from bot.logs import Throttled, about_incident
 from bot.models import (
     ChecklistMessage,
     Incident,
     MessageState,
+    Status,
     Tick,
     TimelineEvent,
     incident_id_for,
@@ -59,20 +61,31 @@ def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
         try:
             return await fn(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            _report_failure(args)
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         except (RedisError, RedisClusterException) as exc:
             # Redis answered but would not do it: READONLY on a demoted master, CLUSTERDOWN,
             # TRYAGAIN, MOVED/ASK retries spent, LOADING, BUSY, OOM, NOPERM... Nothing was stored.
+            _report_failure(args)
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except AttributeError as exc:
             if not _raised_in_redis_py(exc):
                 raise
+            _report_failure(args)
             # redis-py's asyncio Cluster client can trip over a connection another task closed
             # while a failover is under way ('NoneType' object has no attribute 'writelines'):
             # a store that does not answer, and a write that may or may not have gone out.
             raise StoreUnavailable(f"redis-py: {type(exc).__name__}: {exc}", written=None) from exc
 
     return wrapper
+
+
+def _report_failure(args: tuple[object, ...]) -> None:
+    """Tell the store whose method failed (its `on_failure`, the metrics), once per failure:
+    where redis-py's error becomes StoreUnavailable, which no outer method translates again."""
+    on_failure = getattr(args[0], "on_failure", None) if args else None
+    if callable(on_failure):
+        on_failure()
 
 
 def _raised_in_redis_py(exc: BaseException) -> bool:
@@ -221,10 +234,24 @@ WRITE_RETRY_BUDGET = 1.5
 # checklist message, at once. 1 written, 0 the incident moved (decide again), -1 it is gone. A
 # script, not WATCH/MULTI, so that WAIT can follow it on the same connection (WAIT inside MULTI
 # never blocks).
+#
+# A resolved incident's keys expire together: ARGV[4] is when (unix ms), given by the change that
+# resolves it; later changes keep the record's expiry, and keys made since (new Slack work) get it.
+# ARGV[5] is '0' when the incident is open after the change: it has no expiry (were one reopened).
 _UPDATE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return -1 end
 if raw ~= ARGV[1] then return 0 end
+local expires = redis.pcall('PEXPIRETIME', KEYS[1])
+if type(expires) ~= 'number' then  -- Redis before 7.0
+  local ttl, now = redis.call('PTTL', KEYS[1]), redis.call('TIME')
+  expires = ttl < 0 and -1 or now[1] * 1000 + math.floor(now[2] / 1000) + ttl
+end
+if ARGV[4] ~= '' then expires = tonumber(ARGV[4]) end
+if ARGV[5] == '0' and expires > 0 then
+  for i = 2, #KEYS do redis.call('PERSIST', KEYS[i]) end
+  expires = -1
+end
 redis.call('SET', KEYS[1], ARGV[2])
 local change = cjson.decode(ARGV[3])
 for _, event in ipairs(change['events']) do redis.call('RPUSH', KEYS[2], event) end
@@ -237,6 +264,23 @@ if checklist then
   redis.call('HSETNX', KEYS[6], checklist['ts'], 0)
   redis.call('HSETNX', KEYS[7], checklist['ts'], 0)
 end
+if expires > 0 then
+  for i = 1, #KEYS do
+    if i == 1 or ARGV[4] ~= '' or redis.call('PTTL', KEYS[i]) == -1 then
+      redis.call('PEXPIREAT', KEYS[i], expires)
+    end
+  end
+end
+return 1
+"""
+
+CHANNEL_INDEX = [keys.BY_CHANNEL, keys.CLAIMED_AT]  # one slot
+
+# Drop a channel's index entry and its claim time, only if `ARGV[2]` still holds the channel.
+_RELEASE_CHANNEL = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -391,8 +435,22 @@ def _pairs(flat: list[str]) -> Iterable[tuple[str, str]]:
     return zip(flat[0::2], flat[1::2], strict=True)
 
 
+def expiry_ms(at: datetime) -> int:
+    """Unix milliseconds, for PEXPIREAT."""
+    return int(at.timestamp() * 1000)
+
+
+def expiry_score(at: datetime) -> float:
+    """Unix seconds of the same millisecond as `expiry_ms`, for the resolved index."""
+    return expiry_ms(at) / 1000
+
+
 # The identity's value once a bot saw it vanish.
 LOST = "lost:"
+
+
+def _nothing() -> None:
+    """No one to tell."""
 
 
 class IncidentStore:
@@ -401,9 +459,18 @@ class IncidentStore:
         redis: aioredis.Redis,
         replica_wait: ReplicaWait | None = None,
         clock: Callable[[], float] = time.monotonic,
+        retention: timedelta = timedelta(0),
+        *,
+        on_write: Callable[[Incident | None, Incident], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.redis = redis
+        # Told of each stored change of an incident (before, after; before None when declared),
+        # and of each operation Redis failed: the metrics.
+        self.on_write = on_write
+        self.on_failure = on_failure or _nothing
         self.replica_wait = replica_wait or ReplicaWait()
+        self.retention = retention  # how long a resolved incident is kept; 0: forever
         self._clock = clock  # for the pause of replica waits after one timed out
         self.confirmed_writes = 0  # acknowledged writes a replica confirmed within the timeout
         self.unconfirmed_writes = 0  # acknowledged writes no replica confirmed in time (or skipped)
@@ -424,9 +491,11 @@ class IncidentStore:
         self._mark_shown = redis.register_script(_MARK_SHOWN)
         self._claim = redis.register_script(_CLAIM_CHANNEL)
         self._update = redis.register_script(_UPDATE)
+        self._release = redis.register_script(_RELEASE_CHANNEL)
         # Sent by sha in pipelines: loaded again if Redis lost them.
         self._scripts = [
-            self._tick, self._create, self._number, self._pre_hint, self._mark_shown, self._update
+            self._tick, self._create, self._number, self._pre_hint, self._mark_shown, self._update,
+            self._release,
         ]
 
     @translate_errors
@@ -534,6 +603,8 @@ class IncidentStore:
             if not stored.has_applied(request_id):
                 raise IncidentExists(f"incident {incident.id} already exists")
             incident = stored
+        else:
+            self._written(None, incident)
         # The open-incidents index lives in its own slot, so it is written after the incident; and
         # the hint again, due at once now that the work is there.
         stored = incident
@@ -549,6 +620,7 @@ class IncidentStore:
             await self._pipeline(after, [extra.script] if extra is not None else [])
         except (RedisError, RedisClusterException, OSError) as exc:
             # The incident is stored: its delivery re-adds what this round trip would have.
+            self.on_failure()
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}", written=True) from exc
         return incident
 
@@ -637,6 +709,7 @@ class IncidentStore:
                 maybe_sent = maybe_sent or not _never_sent(exc)
                 if time.monotonic() > deadline:
                     written = None if maybe_sent else False
+                    self.on_failure()
                     raise StoreUnavailable(str(exc) or type(exc).__name__, written=written) from exc
                 await asyncio.sleep(0.05)
 
@@ -650,6 +723,7 @@ class IncidentStore:
         `change` returns None when there is nothing to write (e.g. the request was applied by an
         earlier try whose answer was lost). Returns (the incident after, whether it was written).
         A write whose answer is lost is tried again: `change` must recognise its own request."""
+        about_incident(incident_id)
         deadline = time.monotonic() + WRITE_RETRY_BUDGET
         lost: Exception | None = None  # a connection failed under this write: it may have landed
         while True:
@@ -660,6 +734,7 @@ class IncidentStore:
                     lost = exc
                 if time.monotonic() > deadline:
                     known = None if lost is not None else False
+                    self.on_failure()
                     raise StoreUnavailable(str(exc) or type(exc).__name__, written=known) from exc
                 await asyncio.sleep(0.05)
                 continue
@@ -707,7 +782,16 @@ class IncidentStore:
             keys.revisions(incident_id),
             keys.shown(incident_id),
         ]
-        args = [str(raw), decided.incident.model_dump_json(), json.dumps(payload)]
+        # The incident's other keys, for its expiry.
+        update_keys += [k for k in keys.incident_keys(incident_id) if k not in update_keys]
+        expires = self.expires_at(decided.incident) if not current.is_resolved else None
+        args = [
+            str(raw),
+            decided.incident.model_dump_json(),
+            json.dumps(payload),
+            "" if expires is None else expiry_ms(expires),
+            "1" if decided.incident.is_resolved else "0",
+        ]
 
         def queue(pipe: Pipeline) -> None:
             if effects:
@@ -722,10 +806,20 @@ class IncidentStore:
             raise IncidentNotFound(incident_id)
         if written == 0:
             return None
+        self._written(current, decided.incident)
         if effects:
             with contextlib.suppress(StoreUnavailable):  # else the hint before serves, in 5 s
                 await self.hint(incident_id, decided.incident.updated_at)
         return decided.incident, True
+
+    def _written(self, before: Incident | None, after: Incident) -> None:
+        """Tell `on_write` of a stored change; what it does can't undo (or fail) the write."""
+        if self.on_write is None:
+            return
+        try:
+            self.on_write(before, after)
+        except Exception:
+            log.exception("on_write failed for %s", after.id)
 
     @translate_errors
     async def claim_channel(self, channel_id: str, incident_id: str) -> str | None:
@@ -779,14 +873,40 @@ class IncidentStore:
         if not incident.is_resolved:
             await self.redis.zadd(keys.OPEN, {incident.id: incident.declared_at.timestamp()}, nx=True)
 
+    def expires_at(self, incident: Incident) -> datetime | None:
+        """When a resolved incident expires from Redis: INCIDENT_RETENTION after it was resolved
+        (None: it is open, or kept forever)."""
+        if not incident.is_resolved or not self.retention:
+            return None
+        return incident.status_changed_at.get(Status.RESOLVED, incident.updated_at) + self.retention
+
     @translate_errors
-    async def close_incident(self, incident_id: str, unindex_channel: str | None) -> None:
-        """Drop a resolved incident from the open index (and from a borrowed channel)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(keys.OPEN, incident_id)
-            if unindex_channel is not None:
-                pipe.hdel(keys.BY_CHANNEL, unindex_channel)
-            await pipe.execute()
+    async def close_incident(self, incident: Incident) -> None:
+        """Move a resolved incident from the open index to the resolved one, scored by when it
+        expires, and let go of the channel it borrowed (if it still holds it). Idempotent."""
+        expires = self.expires_at(incident)
+        borrowed = None if incident.dedicated_channel else incident.channel_id
+
+        def queue(pipe: Pipeline) -> None:
+            pipe.zrem(keys.OPEN, incident.id)
+            # gt: an expiry the sweep gave an incident resolved before retention is not brought forward.
+            score = math.inf if expires is None else expiry_score(expires)
+            pipe.zadd(keys.RESOLVED, {incident.id: score}, gt=True)
+            if borrowed is not None:
+                _queue_script(pipe, self._release, CHANNEL_INDEX, [borrowed, incident.id])
+
+        await self._pipeline(queue)
+
+    @translate_errors
+    async def release_channel(self, channel_id: str, incident_id: str) -> bool:
+        """Drop the channel's index entry if `incident_id` still holds it."""
+        return bool(await self._release(keys=CHANNEL_INDEX, args=[channel_id, incident_id]))
+
+    @translate_errors
+    async def resolved_incident_ids(self) -> list[str]:
+        """Every resolved incident still in Redis (as the resolved index lists it), by number."""
+        found = [str(i) for i in await self.redis.zrange(keys.RESOLVED, 0, -1)]
+        return sorted(found, key=lambda i: (len(i), i))  # INC-9 before INC-10
 
     @translate_errors
     async def get_incidents(self, incident_ids: list[str]) -> dict[str, Incident]:
@@ -965,6 +1085,17 @@ class IncidentStore:
             if any(e.pending for e in await self.outbox(str(incident_id))):
                 waiting += 1
         return due + waiting
+
+    @translate_errors
+    async def pending_effects(self) -> int:
+        """How many effects (pieces of Slack work) wait for delivery, over every incident: each
+        pending effect has a hint, written before it, so the hinted outboxes hold them all."""
+        hinted = [str(i) for i in await self.redis.zrange(keys.OUTBOX_DUE, 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for incident_id in hinted:
+                pipe.hvals(keys.outbox(incident_id))
+            outboxes = await pipe.execute()
+        return sum(1 for raw in outboxes for value in raw if Effect.model_validate_json(value).pending)
 
     async def _hint_before(self, incident_id: str, at: datetime) -> None:
         await self._pipeline(lambda pipe: self._queue_hint_before(pipe, incident_id, at))

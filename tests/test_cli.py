@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,18 @@ from pathlib import Path
 import pytest
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without any of the bot's settings."""
+    from bot.settings import Settings
+
+    names = {str(field.alias) for field in Settings.model_fields.values()}
+    return {
+        k: v for k, v in os.environ.items() if k not in names and not k.startswith(("SLACK_", "INCIDENT_"))
+    }
+
+
 def run_bot(env_extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "INCIDENT_", "REDIS_URL"))}
+    env = _clean_env()
     env.update(env_extra)
     return subprocess.run(
         [sys.executable, "-m", "bot", "run", "--port", "0", *args],
@@ -62,6 +73,83 @@ def test_a_bad_redis_url_stops_the_bot_in_one_line(url: str, says: str) -> None:
     assert line.startswith("incident-bot: REDIS_URL") and says in line and "redis+sentinel://" in line
 
 
+def listening_socket() -> socket.socket:
+    """A port something already listens on, as a busy port looks to the bot."""
+    held = socket.socket()
+    held.bind(("0.0.0.0", 0))
+    held.listen()
+    return held
+
+
+BOT = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        ({"LOG_LEVEL": "verbose"}, (), "LOG_LEVEL='verbose' is not valid: use one of DEBUG, INFO"),
+        ({"LOG_FORMAT": "xml"}, (), "LOG_FORMAT='xml' is not valid: use one of text, json"),
+        ({"PORT": "abc"}, (), "PORT='abc' is not valid: Input should be a valid integer"),
+        ({"PORT": "70000"}, (), "PORT='70000' is not valid: Input should be less than or equal to 65535"),
+        ({}, ("--port", "70000"), "run: argument --port: 70000 is not a port (0-65535)"),
+        ({}, ("--port", "abc"), "run: argument --port: 'abc' is not a port number"),
+        ({}, ("--workers", "x"), "run: argument --workers: invalid int value: 'x'"),
+        ({"INCIDENT_RETENTION": "forever"}, (), "INCIDENT_RETENTION='forever' is not valid: invalid"),
+        ({"STARTUP_TIMEOUT": "soon"}, (), "STARTUP_TIMEOUT='soon' is not valid: invalid duration"),
+        ({"INCIDENT_CREATE_CHANNELS": "maybe"}, (), "INCIDENT_CREATE_CHANNELS='maybe' is not valid"),
+        ({"REDIS_WAIT_MS": "900"}, (), "REDIS_WAIT_MS='900' is not valid: Input should be less"),
+        ({"REDIS_WAIT_REPLICAS": "-1"}, (), "REDIS_WAIT_REPLICAS='-1' is not valid"),
+        ({"SLACK_APP_TOKEN": "xoxb-2"}, (), "SLACK_APP_TOKEN must be an app-level token"),
+        ({}, ("--host", "nowhere.invalid"), "--host 'nowhere.invalid' is not an address to listen on"),
+        ({}, ("--host", "192.0.2.1"), "192.0.2.1 is not an address of this machine"),
+    ],
+)
+def test_each_bad_setting_is_one_line_and_exit_2(
+    env: dict[str, str], args: tuple[str, ...], says: str
+) -> None:
+    done = run_bot({**BOT, **env}, *args)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("incident-bot: ") and says in line, line
+    assert "Traceback" not in done.stderr and "pydantic" not in done.stderr
+
+
+def test_a_secret_that_is_not_valid_is_not_echoed() -> None:
+    """A wrong value is shown to help fix it, except where it may be a secret."""
+    done = run_bot({**BOT, "REDIS_URL": "redis+cluster://user:hunter2@h:7000/3"})
+    assert done.returncode == 2 and "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_a_busy_port_is_one_line_in_either_mode(mode: str) -> None:
+    env = {**BOT, "SLACK_APP_TOKEN": "xapp-1"} if mode == "socket" else BOT
+    with listening_socket() as held:
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "run", "--port", str(port)],
+            env={**_clean_env(), **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert f"port {port} on 0.0.0.0 is already in use" in line
+
+
+def test_deliver_checks_its_health_port_too() -> None:
+    with listening_socket() as held:
+        port = str(held.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "deliver", "--port", port],
+            env={**_clean_env(), **BOT, "REDIS_URL": "redis://127.0.0.1:1/0"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 2 and "already in use: stop what listens there, or set --port" in done.stderr
+
+
 def store_reset(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "INCIDENT_", "REDIS_URL"))}
     env["REDIS_URL"] = url
@@ -109,12 +197,16 @@ def test_the_top_level_help_lists_every_subcommand_and_run_help_its_variables(
     with pytest.raises(SystemExit):
         main(["--help"])
     top = capsys.readouterr().out
-    for command in ("run", "deliver", "store", "postmortem", "demo"):
+    for command in ("run", "deliver", "check", "store", "postmortem", "demo"):
         assert f"    {command}" in top
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     run_help = " ".join(capsys.readouterr().out.split())
-    for variable in ("SLACK_BOT_TOKEN", "REDIS_URL", "INCIDENT_PLAYBOOK", "REDIS_WAIT_MS", "LOG_LEVEL"):
+    from bot.settings import Settings
+
+    variables = [str(field.alias) for field in Settings.model_fields.values()]
+    assert "LOG_FORMAT" in variables and "INCIDENT_RETENTION" in variables
+    for variable in variables:
         assert variable in run_help
 
 

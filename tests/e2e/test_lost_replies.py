@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bench.redis_proxy import RedisCountingProxy
+from bot import keys
 from bot.demo.harness import RedisServer, Running, running_bot
 from bot.models import EventKind
 from bot.store import connect
@@ -32,8 +33,8 @@ async def running(proxy: RedisCountingProxy) -> AsyncIterator[Running]:
 
 
 def _writes_incident(command: tuple[str, ...]) -> bool:
-    """The script that writes a change of INC-1 (its record first of seven keys)."""
-    return command[2:4] == ("7", "incident:{INC-1}")
+    """The script that writes a change of INC-1: its record first of all the incident's keys."""
+    return command[2:4] == (str(len(keys.incident_keys("INC-1"))), "incident:{INC-1}")
 
 
 def _reads_incident(command: tuple[str, ...]) -> bool:
