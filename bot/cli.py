@@ -150,12 +150,21 @@ def _parser() -> argparse.ArgumentParser:
         "--all-resolved", action="store_true", help="every resolved incident still in Redis, as JSON lines"
     )
     demo = sub.add_parser(
-        "demo", help="play a scripted incident against a built-in Slack stand-in (no workspace needed)"
+        "demo",
+        help="play a scripted incident against a built-in Slack stand-in (no workspace needed)",
+        description="Play a scripted incident, sped up, against the real bot and a built-in Slack "
+        "stand-in, narrating each person's action, then print the channels as Slack shows them.",
     )
     demo.add_argument(
         "--redis-url",
-        default=os.environ.get("REDIS_URL") or None,
-        help="run on this Redis (its database is flushed) instead of the embedded store",
+        default=None,
+        help="store the demo's incidents in this Redis (same forms as REDIS_URL) instead of in "
+        "memory. The demo refuses a database holding incident-bot data it did not write, leaves "
+        "other keys alone and deletes its own when it ends, so it can run there again. "
+        "REDIS_URL is not read.",
+    )
+    demo.add_argument(
+        "--raw", action="store_true", help="print the channels as the mrkdwn the bot sent, not rendered"
     )
     return parser
 
@@ -589,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from bot.demo.script import main as demo_main
 
-        return demo_main(args.redis_url)
+        return demo_main(args.redis_url, raw=args.raw)
     return _fail(f"unknown command {args.command}")
 
 

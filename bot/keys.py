@@ -117,3 +117,30 @@ def process_alive(owner: str) -> str:
     """STRING with a short expiry, renewed by a running bot process: while it exists, the outbox
     locks that process holds are honoured; once it expires (the process died), they may be taken."""
     return f"process:{{{owner}}}:alive"
+
+
+# `IncidentStore.first_request` writes `once:{<name>}` (expiring in seconds) itself.
+ONCE_PATTERN = "once:{*}"
+
+# Every key above as a glob pattern (SCAN MATCH syntax; braces are literal there): what
+# `incident-bot demo` may delete from a database it ran on, and nothing else. A key added above
+# needs its pattern here (tests/unit/test_keys.py checks).
+PATTERNS = [
+    SEQUENCE,
+    IDENTITY,
+    OPEN,
+    BY_CHANNEL,
+    CLAIMED_AT,
+    RESOLVED,
+    RETENTION_CHECKED,
+    *SCHEDULE_KEYS,
+    OUTBOX_DUE,
+    incident("*") + "*",
+    declare_request("*"),
+    process_alive("*"),
+    ONCE_PATTERN,
+]
+
+# Set by `incident-bot demo --redis-url` before it writes, deleted once it has deleted its keys:
+# keys matching PATTERNS beside it are a demo's (perhaps one that was killed), not a bot's.
+DEMO_MARKER = "demo:{incident-bot}:running"

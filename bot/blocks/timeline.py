@@ -1,5 +1,5 @@
-"""The incident timeline: plain lines for the demo, the trace view for Slack and the postmortem,
-and the trace view split into Slack messages."""
+"""The incident timeline: the trace view for Slack, the postmortem and the demo, and the trace view
+split into Slack messages."""
 
 from __future__ import annotations
 
@@ -32,18 +32,6 @@ TIMELINE_MAX_CHARS = 12_000
 _FIXED_BLOCKS = 2  # the heading, and the context line of the first part
 _FIXED_CHARS = 300  # room kept for their text
 _PERMALINK = re.compile(r"https://[^\s<>|()]+")
-
-
-def timeline_lines(events: list[TimelineEvent], item_texts: dict[str, str]) -> list[str]:
-    """`14:02:05 UTC  U0ALICE  ticked "How many users are affected?"` — one line per event."""
-    lines = []
-    for event in events:
-        who = event.by or "incident-bot"
-        what = event.text
-        if event.kind in (EventKind.TICKED, EventKind.UNTICKED) and event.item:
-            what = f'{event.kind.value} "{item_texts.get(event.item, event.item)}"'
-        lines.append(f"{event.at.strftime('%H:%M:%S UTC')}  {who:<12} {what}")
-    return lines
 
 
 def trace_lines(

@@ -2,7 +2,9 @@
 
 No workspace, tokens or Redis server needed: the bot serves HTTP on loopback exactly as in
 `incident-bot run`, requests reach it signed as Slack signs them, and every Web API call it
-makes goes to the built-in stand-in, which rejects what Slack would reject.
+makes goes to the built-in stand-in, which rejects what Slack would reject. Each person's action
+is narrated as it is done; then the channels are printed as Slack draws them (bot/demo/terminal.py),
+or as the mrkdwn the bot sent with `--raw`.
 """
 
 from __future__ import annotations
@@ -13,26 +15,30 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from bot.blocks.timeline import timeline_lines
+from bot.blocks.format import spoken
+from bot.blocks.timeline import BOT_NAME, trace_lines
+from bot.demo import database
 from bot.demo.harness import Running, eventually, running_bot, update_modal_values
-from bot.demo.standin import SlackStandIn
+from bot.demo.standin import BotReply, SlackStandIn
 from bot.demo.standin.transcript import render_channel
+from bot.demo.terminal import Terminal, use_ansi
 from bot.ids import CallbackId, hypothesis_action_id
 from bot.models import HypothesisState
-from bot.playbook import load_playbook
+from bot.playbook import Playbook, load_playbook
 from bot.redis_url import RedisUrlError
-from bot.store import connect
+from bot.store import connect, embedded
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 GENERAL, MANAGERS = "C0GENERAL", "C0MANAGERS"
 
-# Time compressed: an update is due every 5 seconds and managers get a digest every 4.
+# Time compressed, so reminders come while one watches: see `speed_note`.
 DEMO_PLAYBOOK = """\
 digest_every: 4s
 severities:
@@ -41,49 +47,118 @@ severities:
 """
 
 
-def say(line: str) -> None:
-    print(f"▶ {line}", flush=True)
+def speed_note(demo: Playbook, builtin: Playbook) -> str:
+    """The demo's cadence next to the built-in playbook's, from the playbooks themselves."""
+
+    def updates(playbook: Playbook) -> str:
+        sev1, sev2 = (spoken(s.update_every) for s in (playbook.severities.sev1, playbook.severities.sev2))
+        return f"every {sev1} at SEV1 and SEV2" if sev1 == sev2 else f"every {sev1} at SEV1, {sev2} at SEV2"
+
+    def digest(playbook: Playbook) -> str:
+        return f"every {spoken(playbook.digest_every)}" if playbook.digest_every else "never"
+
+    return (
+        f"Sped up so that reminders come while you watch: this demo's playbook wants an update "
+        f"{updates(demo)} and sends the digest of open incidents {digest(demo)}; the built-in "
+        f"playbook wants one {updates(builtin)}, and sends the digest {digest(builtin)}."
+    )
 
 
-async def post_update(run: Running, channel: str, user: str, *fields: str) -> None:
-    before = {v.id for v in run.slack.views()}
-    await run.user.slash_command(user, channel, "update")
-    await run.settle()
-    [view] = [v for v in run.slack.views() if v.id not in before]
-    reply = await run.user.submit_view(user, view.id, update_modal_values(*fields))
-    if isinstance(reply.body, dict) and reply.body.get("response_action") == "errors":
-        raise RuntimeError(f"the update modal refused the input: {reply.body['errors']}")
-    await run.settle()
+@dataclass
+class Stage:
+    """The cast acting through the stand-in Slack; every action is narrated as it is done."""
+
+    run: Running
+
+    @property
+    def voice(self) -> Terminal:
+        """Plain text, for what the narration quotes from Slack."""
+        return terminal_for(self.run.slack, ansi=False)
+
+    def name(self, user: str) -> str:
+        member = self.run.slack.workspace.users.get(user)
+        return f"@{member.name if member else user}"
+
+    def channel_name(self, channel: str) -> str:
+        found = self.run.slack.workspace.channel(channel)
+        return f"#{found.name if found else channel}"
+
+    @staticmethod
+    def step(title: str) -> None:
+        print(f"▶ {title}", flush=True)
+
+    @staticmethod
+    def say(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    async def command(self, user: str, channel: str, text: str, *, where: bool = False) -> BotReply:
+        place = f" in {self.channel_name(channel)}" if where else ""
+        self.say(f"{self.name(user)}{place}: /incident {self.voice.mrkdwn(text)}")
+        reply = await self.run.user.slash_command(user, channel, text)
+        await self.run.settle()
+        return reply
+
+    def checkbox(self, channel: str, ts: str, index: int) -> tuple[str, str]:
+        """The action id and item text of the `index`th checkbox of a checklist message."""
+        message = self.run.slack.message(channel, ts)
+        boxes = [
+            element
+            for block in message.blocks
+            if block["type"] == "actions"
+            for element in block["elements"]
+            if element["type"] == "checkboxes"
+        ]
+        box = boxes[index]
+        return box["action_id"], self.voice.mrkdwn(box["options"][0]["text"]["text"])
+
+    async def tick(self, user: str, channel: str, ts: str, index: int) -> None:
+        action_id, item = self.checkbox(channel, ts, index)
+        self.say(f'{self.name(user)} ticks "{item}"')
+        await self.run.user.click_checkbox(user, channel, ts, action_id, True)
+
+    async def tick_at_once(self, channel: str, ts: str, ticks: list[tuple[str, int]]) -> None:
+        """Several people tick items of one message at the same moment."""
+        self.say(" and ".join(self.name(user) for user, _ in ticks) + " tick at the same moment:")
+        await asyncio.gather(*(self.tick(user, channel, ts, index) for user, index in ticks))
+        await self.run.settle()
+
+    def write(self, user: str, channel: str, text: str) -> str:
+        """A person's own message in the channel; returns its ts."""
+        self.say(f"{self.name(user)} writes in {self.channel_name(channel)}: {text}")
+        return self.run.slack.add_user_message(channel, user, text).ts
+
+    async def add_to_timeline(self, user: str, channel: str, ts: str) -> None:
+        author = self.name(self.run.slack.message(channel, ts).user)
+        self.say(f"{self.name(user)} puts {author}'s message on the timeline (shortcut: Add to timeline)")
+        await self.run.user.use_message_shortcut(user, channel, ts, CallbackId.ADD_TO_TIMELINE.value)
+        await self.run.settle()
+
+    async def set_hypothesis(self, user: str, channel: str, number: int, state: HypothesisState) -> None:
+        self.say(f"{self.name(user)} sets H{number} to {state.value} (a button on the hypotheses message)")
+        [message] = [m for m in self.run.slack.messages(channel) if m.text.startswith("Hypotheses of")]
+        await self.run.user.click_button(user, channel, message.ts, hypothesis_action_id(number, state))
+        await self.run.settle()
+
+    async def post_update(self, user: str, channel: str, *fields: str) -> None:
+        status, impact, state, next_update = fields
+        self.say(
+            f"{self.name(user)}: /incident update, and in the form: {status} · {impact} · {state} · "
+            f"next update in {next_update}"
+        )
+        before = {v.id for v in self.run.slack.views()}
+        await self.run.user.slash_command(user, channel, "update")
+        await self.run.settle()
+        [view] = [v for v in self.run.slack.views() if v.id not in before]
+        reply = await self.run.user.submit_view(user, view.id, update_modal_values(*fields))
+        if isinstance(reply.body, dict) and reply.body.get("response_action") == "errors":
+            raise RuntimeError(f"the update modal refused the input: {reply.body['errors']}")
+        await self.run.settle()
 
 
-def checkbox_action_ids(run: Running, channel: str, ts: str) -> list[str]:
-    message = run.slack.message(channel, ts)
-    return [
-        element["action_id"]
-        for block in message.blocks
-        if block["type"] == "actions"
-        for element in block["elements"]
-        if element["type"] == "checkboxes"
-    ]
-
-
-async def command(run: Running, user: str, channel: str, text: str) -> None:
-    await run.user.slash_command(user, channel, text)
-    await run.settle()
-
-
-async def click_hypothesis(
-    run: Running, user: str, channel: str, number: int, state: HypothesisState
-) -> None:
-    [message] = [m for m in run.slack.messages(channel) if m.text.startswith("Hypotheses of")]
-    await run.user.click_button(user, channel, message.ts, hypothesis_action_id(number, state))
-    await run.settle()
-
-
-async def play(run: Running) -> str:
-    say("1. Assess · Alice types `/incident sev2 Checkout requests failing` in #general")
-    reply = await run.user.slash_command(ALICE, GENERAL, "sev2 Checkout requests failing")
-    await run.settle()
+async def play(stage: Stage) -> str:
+    run = stage.run
+    stage.step("1. Assess: a SEV2 is declared; its channel opens with the Assess and Mitigate checklists")
+    reply = await stage.command(ALICE, GENERAL, "sev2 Checkout requests failing", where=True)
     declared = re.search(r"INC-\d+", str(reply.body))
     if declared is None:
         raise RuntimeError(f"the bot did not declare the incident: {reply.body}")
@@ -93,54 +168,43 @@ async def play(run: Running) -> str:
     channel = incident.channel_id
     messages = run.slack.messages(channel)
     assess, mitigate = messages[1], messages[2]
+    await stage.tick_at_once(channel, assess.ts, [(ALICE, 0), (BOB, 4)])
 
-    say("Alice and Bob tick different Assess items at the same moment")
-    alice_item = checkbox_action_ids(run, channel, assess.ts)[0]
-    bob_item = checkbox_action_ids(run, channel, assess.ts)[4]
-    await asyncio.gather(
-        run.user.click_checkbox(ALICE, channel, assess.ts, alice_item, True),
-        run.user.click_checkbox(BOB, channel, assess.ts, bob_item, True),
-    )
-
-    say("2. Mitigate · Carol ticks a Quick Mitigation: traffic shifted to the healthy region")
-    await run.user.click_checkbox(
-        CAROL, channel, mitigate.ts, checkbox_action_ids(run, channel, mitigate.ts)[3], True
-    )
+    stage.step("2. Mitigate: reduce the impact before the cause is known")
+    await stage.tick(CAROL, channel, mitigate.ts, 3)
     await run.settle()
 
-    say("3. Investigate · Bob moves the incident on: the Evidence Gathering checklist appears")
-    await command(run, BOB, channel, "phase investigate")
-    await command(run, BOB, channel, "note Error rate went from 0.1% to 5% at 14:02, p99 latency 4s")
-    found = run.slack.add_user_message(channel, CAROL, "DB connection pool at 100/100 on every checkout pod")
-    say("Carol's message goes on the timeline as evidence (the Add to timeline shortcut)")
-    await run.user.use_message_shortcut(ALICE, channel, found.ts, CallbackId.ADD_TO_TIMELINE.value)
-    say("Bob posts the `connections` runbook: its symptoms, and its steps as a checklist")
-    await command(run, BOB, channel, "runbook connections")
+    stage.step("3. Investigate: the bot posts the evidence-gathering checklist")
+    await stage.command(BOB, channel, "phase investigate")
+    await stage.command(BOB, channel, "note Error rate went from 0.1% to 5% at 14:02, p99 latency 4s")
+    found = stage.write(CAROL, channel, "DB connection pool at 100/100 on every checkout pod")
+    await stage.add_to_timeline(ALICE, channel, found)
+    await stage.command(BOB, channel, "runbook connections")
 
-    say("4. Hypothesize · Bob and Carol propose causes")
-    await command(run, BOB, channel, "phase hypothesize")
-    await command(run, BOB, channel, "hypothesis A slow query holds connections since the 14:00 traffic peak")
-    await command(
-        run, CAROL, channel, "hypothesis Deploy v2.3.1 at 13:58 leaks a connection per failed request"
+    stage.step("4. Hypothesize: possible causes, from the evidence")
+    await stage.command(BOB, channel, "phase hypothesize")
+    await stage.command(
+        BOB, channel, "hypothesis A slow query holds connections since the 14:00 traffic peak"
+    )
+    await stage.command(
+        CAROL, channel, "hypothesis Deploy v2.3.1 at 13:58 leaks a connection per failed request"
     )
 
-    say("5. Validate · H1 is tested with read-only queries and ruled out")
-    await click_hypothesis(run, BOB, channel, 1, HypothesisState.TESTING)
-    await click_hypothesis(run, BOB, channel, 1, HypothesisState.RULED_OUT)
+    stage.step("5. Validate: H1 is tested with read-only queries and ruled out")
+    await stage.set_hypothesis(BOB, channel, 1, HypothesisState.TESTING)
+    await stage.set_hypothesis(BOB, channel, 1, HypothesisState.RULED_OUT)
 
-    say("6. Fix · Carol confirms H2: it is the cause, and the Fix checklist appears")
-    await click_hypothesis(run, CAROL, channel, 2, HypothesisState.CONFIRMED)
-    await post_update(
-        run,
-        channel,
+    stage.step("6. Fix: H2 is confirmed as the cause, and the bot posts the Fix checklist")
+    await stage.set_hypothesis(CAROL, channel, 2, HypothesisState.CONFIRMED)
+    await stage.post_update(
         BOB,
+        channel,
         "Identified",
         "~5% of checkout requests failing",
         "Deploy v2.3.1 leaks DB connections; rolling back to v2.3.0",
         "5s",
     )
-
-    say("Nobody posts the next update: the bot reminds the commander when it falls due")
+    stage.say("nobody posts the next update: the bot reminds the commander when it falls due…")
     started = time.monotonic()
     await eventually(
         lambda: any(
@@ -149,92 +213,134 @@ async def play(run: Running) -> str:
         ),
         timeout=10,
     )
-    say(f"…the reminder arrived after {time.monotonic() - started:.1f}s")
+    stage.say(f"…the reminder arrived after {time.monotonic() - started:.1f}s")
+    await stage.command(ALICE, channel, "commander <@U0BOB|bob>")
+    await stage.command(BOB, channel, "role comms <@U0CAROL|carol>")
+    await stage.command(BOB, channel, "sev1")
 
-    say("Alice hands the commander role to Bob; Carol becomes communications lead")
-    await command(run, ALICE, channel, "commander <@U0BOB|bob>")
-    await command(run, BOB, channel, "role comms <@U0CAROL|carol>")
-    say("Bob raises the incident to SEV1 from the incident channel")
-    await command(run, BOB, channel, "sev1")
-
-    say("7. Verify · Carol posts a Monitoring update: the Verification checklist appears")
-    await post_update(
-        run,
-        channel,
+    stage.step("7. Verify: a Monitoring update, and the bot posts the Verification checklist")
+    await stage.post_update(
         CAROL,
+        channel,
         "Monitoring",
         "Error rate back to baseline",
         "Rolled back to v2.3.0 in all regions, watching metrics",
         "15m",
     )
     verification = run.slack.messages(channel)[-1]
-    for action_id in checkbox_action_ids(run, channel, verification.ts)[:3]:
-        await run.user.click_checkbox(CAROL, channel, verification.ts, action_id, True)
+    for index in range(3):
+        await stage.tick(CAROL, channel, verification.ts, index)
     await run.settle()
 
-    say("8. Postmortem · a follow-up, the timeline in the channel, then Bob resolves")
-    await command(run, CAROL, channel, "followup Alert when the DB connection pool is above 80%")
-    await command(run, BOB, channel, "timeline")
-    await command(run, BOB, channel, "resolve")
+    stage.step("8. Postmortem: a follow-up, the timeline in the channel, then the incident is resolved")
+    await stage.command(CAROL, channel, "followup Alert when the DB connection pool is above 80%")
+    await stage.command(BOB, channel, "timeline")
+    await stage.command(BOB, channel, "resolve")
     await run.settle(timeout=10)
     return incident.id
 
 
-def print_channel(slack: SlackStandIn, channel_id: str) -> None:
+def terminal_for(slack: SlackStandIn, *, ansi: bool) -> Terminal:
+    """Draws Slack text with the workspace's names as they are now."""
+    workspace = slack.workspace
+    return Terminal(
+        users={uid: user.name for uid, user in workspace.users.items()},
+        channels={cid: channel.name for cid, channel in workspace.channels.items()},
+        ansi=ansi,
+    )
+
+
+def heading(title: str) -> str:
+    return f"\n{'═' * 30} {title} {'═' * max(0, 41 - len(title))}"
+
+
+def print_channel(slack: SlackStandIn, channel_id: str, terminal: Terminal | None) -> None:
+    """The channel as its members read it; `terminal` None prints the mrkdwn as sent."""
     channel = slack.workspace.channel(channel_id)
-    name = channel.name if channel else channel_id
-    print(f"\n{'═' * 30} #{name} {'═' * max(0, 40 - len(name))}")
-    print(render_channel(slack, channel_id))
+    print(heading(f"#{channel.name if channel else channel_id}"))
+    print(render_channel(slack, channel_id, shown=terminal.show if terminal else None))
 
 
-async def _key_count(redis: aioredis.Redis) -> int:
-    """Keys in the database; on a Cluster, on every master (one node sees only its own)."""
-    if isinstance(redis, RedisCluster):
-        counts = await redis.execute_command("DBSIZE", target_nodes=RedisCluster.PRIMARIES)
-        return sum(counts.values()) if isinstance(counts, dict) else int(counts)
-    return int(await redis.dbsize())
+async def print_timeline(run: Running, incident_id: str, names: Mapping[str, str]) -> None:
+    """The incident's timeline, people named as in the channels."""
+    events = await run.bot.service.store.timeline(incident_id)
+    items = await run.bot.service.investigation.checklist_item_texts(incident_id)
+    print(heading(f"timeline of {incident_id}"))
+
+    def who(user: str | None) -> str:
+        return f"@{names.get(user, user)}" if user else BOT_NAME
+
+    print("\n".join(trace_lines(events, items, who, plain=True)))
 
 
-async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
-    """Plays the incident; 0 if every Web API call was accepted, 1 if the stand-in rejected any."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "demo-playbook.yml"
-        path.write_text(DEMO_PLAYBOOK)
-        playbook = load_playbook(path)
+async def _on_redis(redis_url: str) -> aioredis.Redis | int:
+    """A client for `redis_url`, its database claimed for the demo; else the exit code."""
     try:
-        redis = connect(redis_url) if redis_url else None
+        redis = connect(redis_url)
     except RedisUrlError as exc:
         print(f"incident-bot demo: {exc}", file=sys.stderr)
         return 2
     try:
-        not_empty = redis is not None and await _key_count(redis)
-    except (RedisError, OSError) as exc:
-        print(f"incident-bot demo: can't reach Redis at --redis-url ({exc}).", file=sys.stderr)
-        return 1
-    if redis is not None and not_empty:
+        await database.claim(redis)
+    except database.DatabaseInUse as exc:
         await redis.aclose()
         print(
-            f"incident-bot demo: {redis_url} is not empty. The demo writes incidents and a digest "
-            "schedule of its own; point it at an empty database (e.g. redis://127.0.0.1:6379/9).",
+            f"incident-bot demo: not running on --redis-url: {exc}. Give it a database no bot "
+            "uses (e.g. redis://127.0.0.1:6379/9); other apps' keys there are left alone.",
             file=sys.stderr,
         )
         return 2
+    except (RedisError, OSError) as exc:
+        await redis.aclose()
+        print(f"incident-bot demo: can't reach Redis at --redis-url ({exc}).", file=sys.stderr)
+        return 1
+    return redis
+
+
+async def demo(redis_url: str | None, slack: SlackStandIn | None = None, *, raw: bool = False) -> int:
+    """Plays the incident; 0 if every Web API call was accepted, 1 if the stand-in rejected any.
+
+    On `redis_url` it deletes the keys it wrote when it ends; else it runs on the embedded store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "demo-playbook.yml"
+        path.write_text(DEMO_PLAYBOOK)
+        playbook = load_playbook(path)
+    if redis_url:
+        claimed = await _on_redis(redis_url)
+        if isinstance(claimed, int):
+            return claimed
+        redis, store = claimed, "in Redis (--redis-url); the demo deletes the keys it wrote when it ends."
+    else:
+        redis, store = embedded(), "in memory, gone when the demo ends (--redis-url runs it on Redis)."
+    print("incident-bot demo: the real bot on loopback, a stand-in Slack, and a scripted incident.")
+    print(speed_note(playbook, load_playbook()))
+    print(f"Incidents are stored {store}\n", flush=True)
     started = time.monotonic()
-    async with running_bot(slack=slack, redis=redis, playbook=playbook) as run:
-        incident_id = await play(run)
-        incident = await run.bot.service.get_incident(incident_id)
-        assert incident.channel_id is not None
-        for channel_id in (GENERAL, incident.channel_id, MANAGERS):
-            print_channel(run.slack, channel_id)
-        events = await run.bot.service.store.timeline(incident_id)
-        items = await run.bot.service.investigation.checklist_item_texts(incident_id)
-        print(f"\n{'═' * 30} timeline of {incident_id} {'═' * 24}")
-        print("\n".join(timeline_lines(events, items)))
-        uploads = run.slack.files(incident.channel_id)
-        if uploads and uploads[-1].content is not None:
-            print(f"\n{'═' * 30} {uploads[-1].name} (uploaded at resolve) {'═' * 8}")
-            print(uploads[-1].content.decode())
-        rejected = run.slack.rejected_calls()
+    try:
+        async with running_bot(slack=slack, redis=redis, playbook=playbook) as run:
+            incident_id = await play(Stage(run))
+            incident = await run.bot.service.get_incident(incident_id)
+            assert incident.channel_id is not None
+            terminal = None if raw else terminal_for(run.slack, ansi=use_ansi(sys.stdout))
+            for channel_id in (GENERAL, incident.channel_id, MANAGERS):
+                print_channel(run.slack, channel_id, terminal)
+            await print_timeline(run, incident_id, terminal_for(run.slack, ansi=False).users)
+            uploads = run.slack.files(incident.channel_id)
+            if uploads and uploads[-1].content is not None:
+                print(heading(f"{uploads[-1].name}, the Markdown file uploaded at resolve"))
+                print(uploads[-1].content.decode())
+            rejected = run.slack.rejected_calls()
+    finally:
+        if redis_url:
+            try:
+                await database.release(redis)
+            except (RedisError, OSError) as exc:
+                print(
+                    f"incident-bot demo: could not delete the demo's keys ({exc}); "
+                    "the next demo on this database deletes them.",
+                    file=sys.stderr,
+                )
+        await redis.aclose()
     print(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
     if rejected:
         print(
@@ -246,6 +352,6 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None) -> int:
     return 0
 
 
-def main(redis_url: str | None) -> int:
+def main(redis_url: str | None, *, raw: bool = False) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(demo(redis_url))
+    return asyncio.run(demo(redis_url, raw=raw))

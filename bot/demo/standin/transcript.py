@@ -4,12 +4,17 @@ When a message has blocks, Slack shows the blocks (the `text` is only the notifi
 fallback), so the blocks are what gets rendered. Checkboxes show as `[x] text — description`
 when the option is in `initial_options`, `[ ] text` otherwise; buttons as `[ Label ]`; a shared
 file as `[file: Title]`.
+
+Texts are shown as sent, mentions by name and entities decoded, unless a `shown` hook draws
+them (the demo's terminal renderer, which turns mrkdwn into styles and emoji).
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from .workspace import EphemeralMessage, JsonDict, Message
 
@@ -18,11 +23,18 @@ if TYPE_CHECKING:
 
 INDENT = "    "
 
+TextKind = Literal["mrkdwn", "plain_text"]
+# Draws one text as a person sees it: a message's `text` and `mrkdwn` objects are "mrkdwn".
+Shown = Callable[[str, TextKind], str]
 
-def render_channel(standin: SlackStandIn, channel_id: str, *, viewer: str | None = None) -> str:
+
+def render_channel(
+    standin: SlackStandIn, channel_id: str, *, viewer: str | None = None, shown: Shown | None = None
+) -> str:
     """The channel's messages in order, thread replies indented under their parent.
 
-    With `viewer`, that user's ephemeral messages are shown too, marked as only theirs.
+    With `viewer`, that user's ephemeral messages are shown too, marked as only theirs. With
+    `shown`, every text is drawn by it; without, mentions show by name, markup as sent.
     """
     names = {uid: user.name for uid, user in standin.workspace.users.items()}
     messages = standin.messages(channel_id)
@@ -30,18 +42,54 @@ def render_channel(standin: SlackStandIn, channel_id: str, *, viewer: str | None
     top_level = [m for m in messages if m.thread_ts is None or m.thread_ts == m.ts]
     entries: list[Message | EphemeralMessage] = sorted([*top_level, *ephemerals], key=lambda m: _ts_key(m.ts))
     lines: list[str] = []
+    draw = _drawn_by(shown) if shown is not None else _as_sent
     for entry in entries:
         if isinstance(entry, EphemeralMessage):
-            lines += render_message_lines("only visible to you", entry.text, entry.blocks, indent="")
+            lines += render_message_lines("only visible to you", *draw(entry.text, entry.blocks), indent="")
             continue
         author = names.get(entry.user, entry.user)
-        lines += render_message_lines(author, entry.text, entry.blocks, files=entry.files)
+        lines += render_message_lines(author, *draw(entry.text, entry.blocks), files=entry.files)
         replies = [m for m in messages if m.thread_ts == entry.ts and m.ts != entry.ts]
         for reply in replies:
             author = names.get(reply.user, reply.user)
-            lines += render_message_lines(author, reply.text, reply.blocks, indent=INDENT, files=reply.files)
+            lines += render_message_lines(
+                author, *draw(reply.text, reply.blocks), indent=INDENT, files=reply.files
+            )
+    if shown is not None:
+        return "\n".join(lines)
     channels = {cid: channel.name for cid, channel in standin.workspace.channels.items()}
     return _as_read(("\n".join(lines)), names, channels)
+
+
+Drawn = Callable[[str, list[JsonDict]], tuple[str, list[JsonDict]]]
+
+
+def _as_sent(text: str, blocks: list[JsonDict]) -> tuple[str, list[JsonDict]]:
+    return text, blocks
+
+
+def _drawn_by(shown: Shown) -> Drawn:
+    """A message's text and blocks with every text object's `text` replaced by `shown` of it."""
+
+    def draw(text: str, blocks: list[JsonDict]) -> tuple[str, list[JsonDict]]:
+        return shown(text, "mrkdwn"), [_draw_texts(block, shown) for block in blocks]
+
+    return draw
+
+
+def _draw_texts(node: JsonDict, shown: Shown) -> JsonDict:
+    drawn = copy.deepcopy(node)
+    stack: list[object] = [drawn]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack += item
+        elif isinstance(item, dict):
+            kind = item.get("type")
+            if kind in ("mrkdwn", "plain_text") and isinstance(item.get("text"), str):
+                item["text"] = shown(item["text"], "mrkdwn" if kind == "mrkdwn" else "plain_text")
+            stack += item.values()
+    return drawn
 
 
 _MENTION = re.compile(r"<([@#])([A-Z0-9]+)(?:\|([^>]*))?>")
