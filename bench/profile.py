@@ -1,12 +1,13 @@
 """Where the bot's CPU goes under load: the bot's HTTP process under py-spy while the load client
 drives declares or ticks at it, and the samples summed by what the code was doing.
 
-    .venv/bin/python -m bench.profile --py-spy /path/to/py-spy [--kind tick] [--concurrency 8]
-        [--delivery process [--process deliver]]
+    python -m bench.profile [--kind tick] [--concurrency 8] [--requests 300]
+        [--delivery process [--process deliver]] [--py-spy PATH]
 
-py-spy is not a dependency of the project; point --py-spy at an installed binary. Samples
-are taken only while the process runs Python (idle waits are left out), and the share of
-each activity is counted over the event loop's samples, so start-up imports do not count.
+py-spy comes with the `bench` extra (`pip install -e '.[bench]'`); it is found on PATH or beside
+this Python (a venv's bin/), or named with --py-spy. Samples are taken only while the process
+runs Python (idle waits are left out), and the share of each activity is counted over the event
+loop's samples, so start-up imports do not count.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -159,12 +161,29 @@ async def profile(
     return "\n".join(lines)
 
 
+def find_py_spy(named: str | None) -> str | None:
+    """The py-spy binary: the one named, else py-spy on PATH, else beside this Python."""
+    if named is not None:
+        return shutil.which(named)
+    beside_python = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or shutil.which(str(beside_python))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__.split("\n")[0])
-    parser.add_argument("--py-spy", required=True, help="path of the py-spy binary")
+    parser.add_argument(
+        "--py-spy", metavar="PATH", help="the py-spy binary (default: py-spy on PATH or beside this Python)"
+    )
     parser.add_argument("--kind", choices=("declare", "tick"), default="tick")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=_positive, default=8)
+    parser.add_argument("--requests", type=_positive, default=300)
     parser.add_argument(
         "--delivery", choices=bench.DELIVERY_MODES, default="inline", help="as for bench.bench"
     )
@@ -177,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.process == "deliver" and args.delivery != "process":
         parser.error("--process deliver needs --delivery process")
-    run = profile(args.py_spy, args.kind, args.concurrency, args.requests, args.delivery, args.process)
+    py_spy = find_py_spy(args.py_spy)
+    if py_spy is None:
+        where = f"no executable py-spy at {args.py_spy}" if args.py_spy else "py-spy not found"
+        parser.exit(2, f"bench.profile: {where}: pip install py-spy (or pip install -e '.[bench]')\n")
+    run = profile(py_spy, args.kind, args.concurrency, args.requests, args.delivery, args.process)
     print(asyncio.run(run))
     return 0
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 
 import pytest
 
-from bench import bench, replica_wait, report
+from bench import bench, profile, replica_wait, report
 from bench.redis_proxy import RespRequestParser, RoundTrip
 from bench.stats import percentile, summarize
 from bot import keys
@@ -92,3 +94,39 @@ def test_the_replica_wait_bench_measures_both_modes_on_real_servers() -> None:
     for kinds in figures.values():
         assert {kind: s.count for kind, s in kinds.items()} == {"tick": 5, "update": 5}
         assert all(s.p50 > 0 for s in kinds.values())
+
+
+def _executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_the_profiler_finds_py_spy_beside_python_when_path_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `pip install -e '.[bench]'` puts py-spy in the venv's bin/, which need not be on PATH.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    assert profile.find_py_spy(None) is None
+    py_spy = _executable(tmp_path / "venv" / "bin" / "py-spy")
+    assert profile.find_py_spy(None) == str(py_spy)
+    on_path = _executable(tmp_path / "empty" / "py-spy")
+    assert profile.find_py_spy(None) == str(on_path)
+    assert profile.find_py_spy(str(py_spy)) == str(py_spy)
+
+
+def test_the_profiler_without_py_spy_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(SystemExit) as exited:
+        profile.main(["--requests", "1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install py-spy" in err
+    with pytest.raises(SystemExit):
+        profile.main(["--py-spy", str(tmp_path / "nowhere")])
+    assert "no executable py-spy at" in capsys.readouterr().err
