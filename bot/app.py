@@ -27,10 +27,15 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 import handlers
+from bot.alert_store import AlertGroupStore
+from bot.change_log import ChangeLog
+from bot.change_receiver import ChangeReceiver
+from bot.charting import ChartMaker
 from bot.delivery import Delivery, DeliveryConfig
 from bot.errors import StoreLost, StoreUnavailable
 from bot.http_edge import SlackRequestGuard, install_error_handler
 from bot.http_edge import bolt_request as parse_bolt_request
+from bot.intake import ALERTS_PATH, CHANGES_PATH, Answer, Receiver, answer
 from bot.metrics import CONTENT_TYPE, AckKind, Metrics
 from bot.models import utcnow
 from bot.playbook import Playbook, load_playbook
@@ -43,6 +48,8 @@ from bot.service import IncidentService
 from bot.settings import Settings
 from bot.slack_gateway import MeasuredWebClient, SlackGateway
 from bot.store import IncidentStore, connect, embedded, replica_wait_for
+from bot.triage import AlertReceiver, AlertTriage
+from bot.triage_delivery import TriageDelivery
 from handlers.deps import Deps, install
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,10 @@ class IncidentBot:
     # reminder clock and the digest against the same Redis.
     deliver_here: bool = True
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    # The evidence endpoints (bot.intake), by path; a path not here answers 404.
+    receivers: dict[str, Receiver] = dataclasses.field(default_factory=dict)
+    # The triage messages of alerts from Alertmanager, when the bot takes them (INCIDENT_ALERT_TOKEN).
+    triage: TriageDelivery | None = None
 
     @property
     def slack_client(self) -> AsyncWebClient:
@@ -94,6 +105,16 @@ class IncidentBot:
         async def metrics(request: Request) -> Response:
             return Response(await self.metrics_page(), headers={"Content-Type": CONTENT_TYPE})
 
+        async def evidence(request: Request) -> Response:
+            length = request.headers.get("content-length", "")
+            given = await self.receive_evidence(
+                request.url.path,
+                request.headers.get("authorization", ""),
+                int(length) if length.isdigit() else None,
+                request.stream,
+            )
+            return JSONResponse(given.body, status_code=given.status)
+
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
             await self.start()
@@ -113,6 +134,8 @@ class IncidentBot:
                 Route("/healthz", healthz, methods=["GET"]),
                 Route("/readyz", readyz, methods=["GET"]),
                 Route("/metrics", metrics, methods=["GET"]),
+                Route(ALERTS_PATH, evidence, methods=["POST"]),
+                Route(CHANGES_PATH, evidence, methods=["POST"]),
             ],
             lifespan=lifespan,
         )
@@ -130,6 +153,17 @@ class IncidentBot:
             log.exception("readiness check failed")
             return False, f"the readiness check failed: {type(exc).__name__}"
         return True, "ready"
+
+    async def receive_evidence(
+        self,
+        path: str,
+        authorization: str,
+        declared_length: int | None,
+        chunks: Callable[[], AsyncIterator[bytes]],
+    ) -> Answer:
+        """An evidence endpoint's answer (bot.intake), the same over HTTP and beside Socket Mode."""
+        receiver = self.receivers.get(path)
+        return await answer(receiver, self.settings.alert_token, authorization, declared_length, chunks)
 
     async def metrics_page(self) -> bytes:
         """Prometheus' text format: what this process counted (every worker's, under
@@ -168,10 +202,14 @@ class IncidentBot:
             log.warning("digest not scheduled yet, store unavailable: %s", exc)
         self.clock.start()
         self.delivery.start()
+        if self.triage is not None:
+            self.triage.start()
 
     async def close(self) -> None:
         self.clock.stop()
         await self.delivery.stop()
+        if self.triage is not None:
+            await self.triage.stop()
         await self.refresher.drain()
         await self.store.close()
         if self.slack_client.session is not None:
@@ -247,13 +285,28 @@ def create_app(
         create_channels=settings.create_channels,
         channel_prefix=settings.channel_prefix,
     )
-    outbox = Delivery(service, slack, config, clock, metrics)
+    change_log = ChangeLog(store) if settings.alert_token else None
+    charts = None
+    if settings.prometheus_url:
+        charts = ChartMaker(
+            prometheus_url=settings.prometheus_url,
+            session=lambda: client.session,  # the one start() opens, shared with Slack's calls
+            services=playbook.services,
+            changes=change_log,
+        )
+    outbox = Delivery(service, slack, config, clock, metrics, charts=charts)
+    triage = None
+    if settings.alert_token:
+        triage = AlertTriage(service, AlertGroupStore(store), changes=change_log, charts=charts is not None)
     deps = Deps(
         service=service,
         slack=slack,
         refresher=refresher,
         delivery=outbox,
         create_channels=settings.create_channels,
+        changes=change_log,
+        charts=charts is not None,
+        triage=triage,
     )
     install(bolt, deps)
     install_error_handler(bolt)
@@ -263,9 +316,19 @@ def create_app(
         poll_seconds=reminder_poll,
         housekeeping=Retention(store, clock).run,
     )
-    return IncidentBot(
+    bot = IncidentBot(
         settings, bolt, service, store, refresher, reminder_clock, outbox, deliver_here, metrics
     )
+    if change_log is not None:
+        bot.receivers[CHANGES_PATH] = ChangeReceiver(change_log, clock)
+    if triage is not None:
+        triage_channel = settings.triage_channel or stakeholders
+        bot.triage = TriageDelivery(
+            triage, slack, config, channel=triage_channel, owner=outbox.owner, wake_outbox=outbox.wake
+        )
+        triage.wake = bot.triage.wake
+        bot.receivers[ALERTS_PATH] = AlertReceiver(triage)
+    return bot
 
 
 class TimedApp(AsyncApp):

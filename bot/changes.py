@@ -4,17 +4,19 @@
 This module holds the model and its pure rules: reading a request body into a `ChangeEvent` (or
 the reason it is refused), and choosing the changes around a moment. No I/O.
 
-Storage (for the store, when this is wired in; the key name goes with the others in bot/keys.py):
-one ZSET `changes`, member = the event's JSON as `ChangeEvent.stored()` writes it (compact, keys
-sorted), score = `at` in unix seconds. One key for every service, because "Recent changes" lists
-every service (the alert's first), and one ZRANGEBYSCORE reads a window. Writing the same body
-twice (a CI retry) stores one member. Each write also trims what is older than `KEEP_FOR` (seven
-days: ZREMRANGEBYSCORE) and keeps at most `KEEP_AT_MOST` members (ZREMRANGEBYRANK), in the same
-MULTI, so a runaway pipeline cannot fill Redis.
+Storage (`bot.change_log`): one ZSET `changes`, member = the event's JSON as
+`ChangeEvent.stored()` writes it (compact, keys sorted), score = `at` in unix seconds. One key for
+every service, because "Recent changes" lists every service (the alert's first), and one
+ZRANGEBYSCORE reads a window. Writing the same body twice (a CI retry) stores one member; a body
+without `at` (whose time is when it arrived) is stored once per `RETRY_WINDOW`, by a hash of the
+rest (`ReceivedChange.retry_key`). Each write also trims what is older than `KEEP_FOR` (seven
+days) and keeps at most `KEEP_AT_MOST` members, in the same step, so a runaway pipeline cannot
+fill Redis.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -36,6 +38,8 @@ from pydantic import (
 
 KEEP_FOR = timedelta(days=7)
 KEEP_AT_MOST = 10_000
+# A change sent without `at` and sent again within this time (a CI retry) is stored once.
+RETRY_WINDOW = timedelta(minutes=10)
 RECENT_WINDOW = timedelta(hours=2)
 # How far in the future `at` may be: clocks of CI runners and the bot disagree a little.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -59,7 +63,8 @@ class ChangeKind(StrEnum):
     FLAG = "flag"
 
 
-def _service(name: str) -> str:
+def service_name(name: str) -> str:
+    """A service's name, as change events and the playbook's `services` give it."""
     if not _SERVICE.fullmatch(name):
         raise ValueError("must use letters, digits, '.', '_' and '-', starting with a letter or digit")
     return name
@@ -101,7 +106,7 @@ class ChangeEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, str_strip_whitespace=True, extra="ignore")
 
-    service: Annotated[str, Field(min_length=1, max_length=SERVICE_MAX_CHARS), AfterValidator(_service)]
+    service: Annotated[str, Field(min_length=1, max_length=SERVICE_MAX_CHARS), AfterValidator(service_name)]
     kind: ChangeKind
     version: Version = None
     description: Description = None
@@ -140,11 +145,36 @@ class InvalidChange:
     message: str
 
 
+@dataclass(frozen=True)
+class ReceivedChange:
+    """A change as received: the event, and whether its sender said when it happened (`at`)."""
+
+    event: ChangeEvent
+    timed: bool
+
+    @property
+    def retry_key(self) -> str | None:
+        """For an event sent without `at`: a hash of the rest of it, the same for every retry (whose
+        `at`, the time it arrived, differs). None when `at` was sent: the event is its own key."""
+        if self.timed:
+            return None
+        rest = self.event.model_dump(mode="json", exclude_none=True, exclude={"at"})
+        text = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def parse_change(body: bytes, *, now: datetime) -> ChangeEvent | InvalidChange:
-    """A `POST /events/change` body as a ChangeEvent, or what is wrong with it.
+    """A `POST /events/change` body as a ChangeEvent, or what is wrong with it (`read_change`)."""
+    received = read_change(body, now=now)
+    return received.event if isinstance(received, ReceivedChange) else received
+
+
+def read_change(body: bytes, *, now: datetime) -> ReceivedChange | InvalidChange:
+    """A `POST /events/change` body as the change received, or what is wrong with it.
 
     `at` is ISO 8601 with an offset (or unix seconds, which are UTC), defaults to `now`
-    (timezone-aware), and may not be more than `CLOCK_SKEW` after it.
+    (timezone-aware), may not be more than `CLOCK_SKEW` after it, and may not be older than
+    the `KEEP_FOR` the events are kept (it would be dropped as it was stored).
     """
     if len(body) > MAX_BODY_BYTES:
         return InvalidChange(f"the body is larger than {MAX_BODY_BYTES} bytes")
@@ -154,7 +184,8 @@ def parse_change(body: bytes, *, now: datetime) -> ChangeEvent | InvalidChange:
         return InvalidChange('the body is not JSON: send {"service": "…", "kind": "deploy", …}')
     if not isinstance(data, dict):
         return InvalidChange("the body must be a JSON object")
-    if data.get("at") is None:
+    timed = data.get("at") is not None
+    if not timed:
         data["at"] = now
     try:
         change = ChangeEvent.model_validate(data)
@@ -162,7 +193,10 @@ def parse_change(body: bytes, *, now: datetime) -> ChangeEvent | InvalidChange:
         return InvalidChange(_problems(exc))
     if change.at > now + CLOCK_SKEW:
         return InvalidChange(f"at: {change.at.isoformat()} is in the future")
-    return change
+    if change.at < now - KEEP_FOR:
+        kept = f"{KEEP_FOR.days} days"
+        return InvalidChange(f"at: {change.at.isoformat()} is older than the {kept} change events are kept")
+    return ReceivedChange(change, timed=timed)
 
 
 def _problems(exc: ValidationError) -> str:

@@ -22,7 +22,7 @@ from matplotlib import dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from bot.blocks import format as fmt
 from bot.changes import ChangeEvent
@@ -30,9 +30,6 @@ from bot.models import format_duration
 from bot.prometheus import Point, PrometheusClient, Series, choose_step
 from bot.text import escape_mrkdwn
 
-MAX_PANELS = 6
-PANEL_TITLE_MAX_CHARS = 60
-QUERY_MAX_CHARS = 2000
 MAX_SERIES_DRAWN = 10  # per panel; a query returning more should aggregate (`sum by`, `topk`)
 LATEST_SHOWN = 3  # series per panel in the upload comment
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -44,28 +41,6 @@ _DPI = 100
 _CHANGE_STYLE = {"color": "tab:blue", "linestyle": "--", "linewidth": 1.0}
 _DECLARED_STYLE = {"color": "tab:red", "linestyle": "-", "linewidth": 1.5}
 _FILE_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class ServiceQueries(BaseModel):
-    """The playbook's `services.<name>`: `queries` maps a panel title to its PromQL, drawn in
-    the order written."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    queries: dict[str, str] = Field(min_length=1, max_length=MAX_PANELS)
-
-    @field_validator("queries")
-    @classmethod
-    def _clean(cls, queries: dict[str, str]) -> dict[str, str]:
-        cleaned = {}
-        for title, query in queries.items():
-            name, promql = str(title).strip(), str(query).strip()
-            if not name or len(name) > PANEL_TITLE_MAX_CHARS:
-                raise ValueError(f"a panel title must be 1 to {PANEL_TITLE_MAX_CHARS} characters: {name!r}")
-            if not promql or len(promql) > QUERY_MAX_CHARS:
-                raise ValueError(f"the query of {name!r} must be 1 to {QUERY_MAX_CHARS} characters")
-            cleaned[name] = promql
-        return cleaned
 
 
 class MarkerKind(StrEnum):
@@ -155,13 +130,20 @@ class Latest(BaseModel):
 
 
 class Panel(BaseModel):
-    """One panel as drawn: its query and the series Prometheus returned for it."""
+    """One panel as drawn: its query and the series Prometheus returned for it (the first
+    MAX_SERIES_DRAWN: the others are only counted, never read)."""
 
     model_config = ConfigDict(frozen=True)
 
     title: str
     query: str
     series: tuple[Series, ...]
+    more_series: int = 0  # series the answer had beyond `series`
+
+    @property
+    def series_count(self) -> int:
+        """How many series the query returned, drawn or not."""
+        return len(self.series) + self.more_series
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -197,14 +179,17 @@ async def collect_chart(client: PrometheusClient, spec: ChartSpec) -> ChartData:
     """Ask Prometheus for every panel of `spec`, all at once, at one step. Raises the
     PrometheusError of the first failing panel (in panel order), which names its query."""
     answers = await asyncio.gather(
-        *(client.query_range(p.query, spec.start, spec.end, spec.step) for p in spec.panels),
+        *(
+            client.query_range(p.query, spec.start, spec.end, spec.step, max_series=MAX_SERIES_DRAWN)
+            for p in spec.panels
+        ),
         return_exceptions=True,
     )
     for answer in answers:
         if isinstance(answer, BaseException):
             raise answer
     panels = tuple(
-        Panel(title=p.title, query=p.query, series=answer.series)
+        Panel(title=p.title, query=p.query, series=answer.series, more_series=answer.more_series)
         for p, answer in zip(spec.panels, answers, strict=True)
         if not isinstance(answer, BaseException)
     )
@@ -244,6 +229,11 @@ def upload_comment(data: ChartData) -> str:
     return "\n".join(lines)
 
 
+def latest_values(data: ChartData) -> dict[str, str]:
+    """Panel title -> its latest value(s) as the upload's comment shows them (safe mrkdwn)."""
+    return {panel.title: _latest_text(panel, data.spec) for panel in data.panels}
+
+
 def _latest_text(panel: Panel, spec: ChartSpec) -> str:
     if not panel.latest:
         return "no data"
@@ -256,8 +246,10 @@ def _latest_text(panel: Panel, spec: ChartSpec) -> str:
         if latest.at < spec.end - 2 * spec.step:  # the series stopped before the window's end
             text += f" at {fmt.clock(latest.at.astimezone(UTC))}"
         shown.append(text)
-    if len(panel.latest) > LATEST_SHOWN:
-        shown.append(f"and {len(panel.latest) - LATEST_SHOWN} more series")
+    # The series not kept count too: a range answer has no series without a point.
+    more = len(panel.latest) + panel.more_series - LATEST_SHOWN
+    if more > 0:
+        shown.append(f"and {more} more series")
     return ", ".join(shown)
 
 
@@ -325,11 +317,11 @@ def _draw_panel(ax: Axes, panel: Panel) -> None:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="grey")
     elif len(drawn) > 1:
         ax.legend(loc="upper left", fontsize=7, ncols=2)
-    if len(panel.series) > MAX_SERIES_DRAWN:
+    if panel.series_count > len(drawn):
         ax.text(
             0.99,
             0.02,
-            f"{len(panel.series) - MAX_SERIES_DRAWN} more series not drawn",
+            f"{panel.series_count - len(drawn)} more series not drawn",
             transform=ax.transAxes,
             ha="right",
             fontsize=7,

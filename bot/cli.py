@@ -25,6 +25,7 @@ from bot import keys
 from bot.app import EMBEDDED_WARNING, IncidentBot, create_app
 from bot.errors import IncidentNotFound, StoreUnavailable
 from bot.export import export_incident, export_resolved, parse_incident_id
+from bot.intake import ALERTS_PATH, CHANGES_PATH
 from bot.investigation import Investigation
 from bot.logs import configure as configure_logging
 from bot.logs import logging_config
@@ -198,6 +199,18 @@ async def _serve_health(bot: IncidentBot, host: str, port: int) -> web.AppRunner
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+
+    async def evidence(request: web.Request) -> web.Response:
+        given = await bot.receive_evidence(
+            request.path,
+            request.headers.get("Authorization", ""),
+            request.content_length,
+            lambda: request.content.iter_any(),
+        )
+        return web.json_response(given.body, status=given.status)
+
+    app.router.add_post(ALERTS_PATH, evidence)
+    app.router.add_post(CHANGES_PATH, evidence)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 
-from bot.models import HypothesisState, Phase, Severity
+from bot.changes import KEEP_FOR, RECENT_WINDOW, SERVICE_MAX_CHARS, service_name
+from bot.models import HypothesisState, Phase, Severity, format_duration, parse_duration
 from bot.text import escape_mrkdwn
 
 TITLE_MAX_CHARS = 150
@@ -97,6 +99,21 @@ class Postmortem(BaseModel):
     kind: Literal["postmortem"] = "postmortem"
 
 
+class ShowChanges(BaseModel):
+    """The change events of `window` before now, `service`'s first; in an incident's channel,
+    posted there, elsewhere answered to the user alone."""
+
+    kind: Literal["changes"] = "changes"
+    service: str | None = None
+    window: timedelta = RECENT_WINDOW
+
+
+class ShowMetrics(BaseModel):
+    kind: Literal["metrics"] = "metrics"
+    service: str
+    window: timedelta = timedelta(hours=1)
+
+
 # Commands that act on the incident of the channel they are typed in.
 InIncident = (
     Update
@@ -111,8 +128,9 @@ InIncident = (
     | ShowTimeline
     | AddFollowUp
     | Postmortem
+    | ShowMetrics
 )
-Command = Declare | Help | ListIncidents | InIncident
+Command = Declare | Help | ListIncidents | ShowChanges | InIncident
 
 Parser = Callable[[str], Command]
 
@@ -192,6 +210,85 @@ def _parse_role(rest: str) -> Command:
     return AssignRole(role=role[:ROLE_MAX_CHARS], user=user)
 
 
+# The windows `changes` and `metrics` take: a duration like 30m, 2h or 1d, within what is kept
+# (change events are kept seven days) or what a chart can show.
+CHANGES_WINDOW = (timedelta(minutes=1), KEEP_FOR)
+METRICS_WINDOW = (timedelta(minutes=5), timedelta(days=7))
+_WINDOW = re.compile(r"(?:\d+[smhd])+", re.IGNORECASE)
+
+
+def _window(name: str, word: str, bounds: tuple[timedelta, timedelta]) -> timedelta | Help:
+    least, most = bounds
+    shown = escape_mrkdwn(word if len(word) <= 20 else word[:19] + "…")
+    if not _WINDOW.fullmatch(word):
+        return Help(problem=f"`{shown}` is not a time window: use a number and a unit, like 30m, 2h or 1d.")
+    try:
+        window: timedelta | None = parse_duration(word)
+    except (ValueError, OverflowError):  # `0m`, or more days than a timedelta holds
+        window = None
+    if window is None or not least <= window <= most:
+        return Help(
+            problem=f"The window of `/incident {name}` is from {format_duration(least)} "
+            f"to {format_duration(most)} (not {shown})."
+        )
+    return window
+
+
+def _service(name: str, word: str) -> str | Help:
+    try:
+        if len(word) <= SERVICE_MAX_CHARS:
+            return service_name(word)
+    except ValueError:
+        pass
+    example = f"/incident {name} checkout"
+    return Help(problem=f"`{escape_mrkdwn(word[:30])}` is not a service name, as in `{example}`.")
+
+
+def _parse_changes(rest: str) -> Command:
+    """`[service] [window]`, in either order: a word like `6h` is the window."""
+    words = rest.split()
+    if len(words) > 2:
+        return Help(
+            problem="`/incident changes` takes a service and a window at most: "
+            "`/incident changes checkout 6h`."
+        )
+    service: str | None = None
+    window, window_given = RECENT_WINDOW, False
+    for word in words:
+        if _WINDOW.fullmatch(word) and window_given:
+            return Help(problem="`/incident changes` takes one window: `/incident changes checkout 6h`.")
+        if _WINDOW.fullmatch(word):
+            window_given = True
+            parsed = _window("changes", word, CHANGES_WINDOW)
+            if isinstance(parsed, Help):
+                return parsed
+            window = parsed
+        elif service is None:
+            named = _service("changes", word)
+            if isinstance(named, Help):
+                return named
+            service = named
+        else:
+            return Help(problem="`/incident changes` takes one service: `/incident changes checkout 6h`.")
+    return ShowChanges(service=service, window=window)
+
+
+def _parse_metrics(rest: str) -> Command:
+    words = rest.split()
+    if not words or len(words) > 2 or _WINDOW.fullmatch(words[0]):
+        return Help(
+            problem="`/incident metrics` needs a service, then a window if not 1h: "
+            "`/incident metrics checkout 30m`."
+        )
+    service = _service("metrics", words[0])
+    if isinstance(service, Help):
+        return service
+    if len(words) == 1:
+        return ShowMetrics(service=service)
+    window = _window("metrics", words[1], METRICS_WINDOW)
+    return window if isinstance(window, Help) else ShowMetrics(service=service, window=window)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "update": Subcommand("`/incident update`: post a status update", _nothing(Update)),
     "status": Subcommand("`/incident status`: show the latest status", _nothing(ShowStatus)),
@@ -221,6 +318,16 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "postmortem": Subcommand(
         "`/incident postmortem`: upload the postmortem draft as it stands", _nothing(Postmortem)
+    ),
+    "changes": Subcommand(
+        "`/incident changes [service] [window]`: the deploys, config changes and flags of the last "
+        "2h (or the window, up to 7d), the service's first",
+        _parse_changes,
+    ),
+    "metrics": Subcommand(
+        "`/incident metrics <service> [window]`: chart the service's metrics over the last 1h "
+        "(or the window, 5m to 7d)",
+        _parse_metrics,
     ),
     "resolve": Subcommand("`/incident resolve`: resolve the incident", _nothing(Resolve)),
     "list": Subcommand("`/incident list`: the open incidents (anywhere)", _nothing(ListIncidents)),

@@ -29,6 +29,8 @@ from bot.blocks import incident as incident_blocks
 from bot.blocks import updates as update_blocks
 from bot.blocks.checklist import checklist_message
 from bot.blocks.hypotheses import hypotheses_message
+from bot.charting import ChartMaker, ChartUnavailable, chart_title
+from bot.charts import chart_filename
 from bot.effects import (
     Announce,
     Effect,
@@ -47,17 +49,30 @@ from bot.effects import (
     SeverityNote,
     ShowHypotheses,
     Target,
+    UploadChart,
     UploadPostmortem,
+    Work,
 )
 from bot.errors import IncidentNotFound, NotAChecklistItem, StoreLost, StoreUnavailable
 from bot.investigation import postmortem_filename
 from bot.logs import Throttled, incident_context
 from bot.metrics import Metrics
-from bot.models import ChecklistMessage, Claim, EventKind, Incident, MessageState, Phase, TimelineEvent
+from bot.models import (
+    ChartNote,
+    ChecklistMessage,
+    Claim,
+    EventKind,
+    Incident,
+    MessageState,
+    Phase,
+    TimelineEvent,
+    format_duration,
+)
 from bot.naming import channel_name
 from bot.service import IncidentService
 from bot.slack_gateway import Outcome, Result, SlackGateway
 from bot.store import Change, OutboxClaim
+from bot.text import escape_mrkdwn
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +131,10 @@ class Delivery:
         config: DeliveryConfig,
         clock: Callable[[], datetime],
         metrics: Metrics | None = None,
+        charts: ChartMaker | None = None,
     ) -> None:
         self.service = service
+        self.charts = charts  # None: no Prometheus is configured (PROMETHEUS_URL)
         self.store = service.store
         self.slack = slack
         self.config = config
@@ -463,6 +480,8 @@ class Delivery:
                 )
             case UploadPostmortem():
                 return await self._upload_postmortem(incident, effect)
+            case UploadChart():
+                return await self._upload_chart(incident, effect, work)
             case Notice():
                 return _Step(await self._notify(incident, work))
             case _:
@@ -498,6 +517,41 @@ class Delivery:
         uploaded = await self.slack.upload_file(channel, filename, title, content)
         return _Step(uploaded, attempt_saved=True)
 
+    async def _upload_chart(self, incident: Incident, effect: Effect, work: UploadChart) -> _Step:
+        """Draw the chart and upload it with each panel's latest value in its comment; record it on
+        the incident. An upload whose answer was lost is looked for (by file name and title)
+        before drawing again. When there can be no chart (no Prometheus, a failing query, a
+        service without queries), a message in the channel says why, and the effect is done."""
+        channel = incident.channel_id
+        if channel is None:
+            return _Step(Result(Outcome.TRANSIENT, "no_channel_yet"))
+        title = chart_title(incident.id, work)
+        if not incident.dedicated_channel:
+            await self.slack.join(channel)  # sharing a file in a borrowed channel needs membership
+        if effect.in_doubt_since is not None and work.latest is not None:
+            found = await self.slack.find_file(
+                channel, chart_filename(incident.id, work.service), title, effect.in_doubt_since
+            )
+            if not found.ok:
+                return _Step(found)
+            if "file" in found.data:
+                log.info("%s: %s was uploaded before its answer was lost", incident.id, effect.id)
+                return _Step(found, _chart_recorded(incident, work, work.latest, self.clock()))
+        if self.charts is None:
+            why = "no Prometheus is configured (`PROMETHEUS_URL`)"
+            return _Step(Result(Outcome.OK), _chart_failed(work, why, self.clock()))
+        try:
+            drawn = await self.charts.draw(incident, work)
+        except ChartUnavailable as exc:
+            log.warning("%s: no %s chart: %s", incident.id, work.service, exc)
+            return _Step(Result(Outcome.OK), _chart_failed(work, str(exc), self.clock()))
+        latest = drawn.latest
+        await self._in_doubt(incident, effect, work.model_copy(update={"latest": latest}))
+        uploaded = await self.slack.upload_file(
+            channel, drawn.filename, title, drawn.png, comment=drawn.comment, alt_text=drawn.alt_text
+        )
+        return _Step(uploaded, _chart_recorded(incident, work, latest, self.clock()), attempt_saved=True)
+
     async def _post(self, incident: Incident, effect: Effect, target: Target, message: Rendered) -> _Step:
         """Post once: if an earlier attempt's answer was lost, look for it before posting again."""
         channel = self._channel(incident, target)
@@ -526,10 +580,14 @@ class Delivery:
         await self._in_doubt(incident, effect)
         return _Step(await self.slack.post(channel, message, key), attempt_saved=True)
 
-    async def _in_doubt(self, incident: Incident, effect: Effect) -> None:
-        """Record an attempt before making it; the first one's time bounds the later look-ups."""
+    async def _in_doubt(self, incident: Incident, effect: Effect, work: Work | None = None) -> None:
+        """Record an attempt before making it; the first one's time bounds the later look-ups.
+        `work`: the effect's work as this attempt completed it (what a look-up then records)."""
         since = effect.in_doubt_since or self.clock()
-        attempted = effect.model_copy(update={"attempts": effect.attempts + 1, "in_doubt_since": since})
+        update: dict[str, object] = {"attempts": effect.attempts + 1, "in_doubt_since": since}
+        if work is not None:
+            update["work"] = work
+        attempted = effect.model_copy(update=update)
         await self.store.save_effect(incident.id, attempted)
 
     async def _post_checklist(self, incident: Incident, effect: Effect, work: PostChecklist) -> _Step:
@@ -563,6 +621,10 @@ class Delivery:
         return _Step(step.result, record)
 
     async def _announce(self, incident: Incident, effect: Effect, work: Announce) -> _Step:
+        if work.target is Target.ORIGIN and incident.origin_channel == self.config.stakeholder_channel:
+            # Declared in the stakeholder channel (by hand, or from an alert triaged there): its
+            # stakeholders' copy is the announcement; a second would say the same twice.
+            return _Step(Result(Outcome.OK))
         rendered = incident_blocks.announcement(
             incident, self.service.severity_spec(incident.severity), incident.channel_note
         )
@@ -666,6 +728,7 @@ def _target_of(effect: Effect) -> Target | None:
             | Reminder()
             | ShowHypotheses()
             | UploadPostmortem()
+            | UploadChart()
         ):
             return Target.INCIDENT
         case _:
@@ -696,6 +759,43 @@ def _attach(
         if current.channel_id is not None:
             return Change(current)
         return Change(current.in_channel(channel_id, name, dedicated, event.at, note), [event])
+
+    return record
+
+
+def _chart_recorded(incident: Incident, work: UploadChart, latest: dict[str, str], now: datetime) -> Record:
+    """The chart on the incident (for the postmortem) and on its timeline."""
+    note = ChartNote(
+        service=work.service,
+        window=work.window,
+        end=work.end,
+        latest=latest,
+        file=chart_filename(incident.id, work.service),
+    )
+    values = "; ".join(f"{escape_mrkdwn(title)}: {value}" for title, value in latest.items())
+    text = f"uploaded the {escape_mrkdwn(work.service)} metrics chart ({format_duration(work.window)})"
+    event = TimelineEvent(at=now, kind=EventKind.CHART, text=f"{text}: {values}" if values else text)
+
+    def record(current: Incident) -> Change:
+        return Change(current.with_chart(note, now), [event])
+
+    return record
+
+
+def _chart_failed(work: UploadChart, why: str, now: datetime) -> Record:
+    """No chart: said in the channel (a message of its own, delivered like any other) and on the
+    timeline. `why` is safe mrkdwn."""
+    service = escape_mrkdwn(work.service)
+    said = Say(
+        target=Target.INCIDENT,
+        text=f":warning: The *{service}* metrics chart (the last {format_duration(work.window)}) "
+        f"could not be drawn: {why}",
+    )
+    event = TimelineEvent(at=now, kind=EventKind.CHART, text=f"the {service} metrics chart failed: {why}")
+
+    def record(current: Incident) -> Change:
+        # A revision of its own, so the message's effect id is new.
+        return Change(current.noted(now), [event], [said])
 
     return record
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.models import ChecklistSection, Phase, Severity, StatusUpdate
+from bot.models import ChecklistSection, Duration, Phase, Severity, StatusUpdate
 
 
 class Target(StrEnum):
@@ -115,6 +115,21 @@ class UploadPostmortem(_Work):
     kind: Literal["postmortem"] = "postmortem"
 
 
+class UploadChart(_Work):
+    """Query Prometheus for a service's panels over `window` up to `end`, draw the chart and
+    upload it to the incident channel with each panel's latest value; when Prometheus cannot
+    answer, say so there instead, naming the query and the error."""
+
+    kind: Literal["chart"] = "chart"
+    service: str
+    window: Duration
+    end: datetime
+    by: str | None = None  # who asked (None: posted by itself, for an incident declared from an alert)
+    # Panel title -> its latest value, as drawn by the attempt to upload (saved with it, before the
+    # upload): what is recorded when that upload is found after its answer was lost.
+    latest: dict[str, str] | None = None
+
+
 class Notice(_Work):
     """Something one person must know (a refusal and what to do about it), told to them alone."""
 
@@ -138,6 +153,7 @@ Work = Annotated[
     | Say
     | ShowHypotheses
     | UploadPostmortem
+    | UploadChart
     | Notice,
     Field(discriminator="kind"),
 ]

@@ -7,13 +7,15 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.models import HypothesisState
+from bot.models import HypothesisState, Severity
 
 
 class ActionId(StrEnum):
     TICK = "checklist_tick"  # a prefix: each item's element is `checklist_tick.<item id>`
     OPEN_UPDATE = "open_update_modal"
     HYPOTHESIS = "hypothesis_state"  # a prefix: each button is `hypothesis_state.<number>.<state>`
+    ALERT_DECLARE = "alert_declare"  # Declare SEVn on a triage message
+    ALERT_DISMISS = "alert_dismiss"  # Dismiss on a triage message
 
 
 def tick_action_id(item: str) -> str:
@@ -113,4 +115,24 @@ class HypothesisRef(BaseModel):
 
     @classmethod
     def decode(cls, raw: str) -> HypothesisRef:
+        return cls.model_validate_json(raw)
+
+
+class AlertRef(BaseModel):
+    """The value of a triage message's Declare and Dismiss buttons: alert group `g` as recorded
+    under `u` (a record made afresh, after the old one expired, refuses it), in episode `e`;
+    `s` is the severity the Declare button offered, which is what a click declares."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    group_id: str = Field(alias="g", min_length=1, max_length=64)
+    uid: str = Field(alias="u", min_length=1, max_length=64)
+    episode: int = Field(alias="e", ge=1)
+    severity: Severity = Field(alias="s")
+
+    def encode(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    @classmethod
+    def decode(cls, raw: str) -> AlertRef:
         return cls.model_validate_json(raw)

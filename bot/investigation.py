@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.blocks import format as fmt
+from bot.blocks.changes import recent_changes_message
 from bot.blocks.timeline import timeline_messages, trace_lines
+from bot.changes import ChangeEvent
 from bot.checklists import checklist_works
-from bot.effects import RefreshHeader, Say, ShowHypotheses, Target, UploadPostmortem, Work
+from bot.effects import RefreshHeader, Say, ShowHypotheses, Target, UploadChart, UploadPostmortem, Work
 from bot.errors import IncidentNotFound, NothingToChange, StaleReference
 from bot.models import (
     PHASE_GUIDE,
@@ -24,6 +26,7 @@ from bot.models import (
     Phase,
     Tick,
     TimelineEvent,
+    format_duration,
     utcnow,
 )
 from bot.playbook import Playbook
@@ -270,6 +273,49 @@ class Investigation:
             ]
             event = TimelineEvent(at=now, kind=EventKind.TIMELINE_SHOWN, by=by, text="posted the timeline")
             return Change(incident.noted(now, request_id), [event], works)
+
+        incident, _ = await self._apply(incident_id, request_id, decide)
+        return incident
+
+    async def show_changes(
+        self,
+        incident_id: str,
+        changes: list[ChangeEvent],
+        *,
+        before: datetime,
+        window: timedelta,
+        service: str | None,
+        by: str,
+        request_id: str,
+    ) -> Incident:
+        """Post `changes` (the change events of `window` before `before`, in the order to show
+        them, `bot.changes.recent_changes`) in the incident's channel."""
+        now = self.clock()
+        shown = recent_changes_message(changes, before=before, window=window, service=service)
+
+        def decide(incident: Incident) -> Change:
+            say = Say(target=Target.INCIDENT, text=shown.text, blocks=tuple(shown.block_dicts()))
+            text = f"posted the recent changes ({len(changes)} in the last {format_duration(window)})"
+            event = TimelineEvent(at=now, kind=EventKind.CHANGES_SHOWN, by=by, text=text)
+            return Change(incident.noted(now, request_id), [event], [say])
+
+        incident, _ = await self._apply(incident_id, request_id, decide)
+        return incident
+
+    async def request_chart(
+        self, incident_id: str, service: str, window: timedelta, by: str, request_id: str
+    ) -> Incident:
+        """Queue the metrics chart of `service` over the `window` up to now, for the delivery
+        loop to draw and upload. KeyError for a service the playbook has no queries for."""
+        if service not in self.playbook.services:
+            raise KeyError(service)
+        now = self.clock()
+
+        def decide(incident: Incident) -> Change:
+            chart = UploadChart(service=service, window=window, end=now, by=by)
+            text = f"asked for the {service} metrics chart (the last {format_duration(window)})"
+            event = TimelineEvent(at=now, kind=EventKind.CHART, by=by, text=text)
+            return Change(incident.noted(now, request_id), [event], [chart])
 
         incident, _ = await self._apply(incident_id, request_id, decide)
         return incident

@@ -21,6 +21,8 @@ CLAIMED_AT = "claimed-at:{incidents:by-channel}"
 # ZSET resolved incident id -> when it expires (unix seconds; +inf when kept forever): what the
 # retention sweep removes from the other indexes once due, and what `export --all-resolved` lists.
 RESOLVED = "incidents:resolved"
+# ZSET the change events of the last seven days (`POST /events/change`) -> their time (unix s).
+CHANGES = "changes"
 # STRING: the highest incident number the sweep has checked for a resolved incident without an
 # expiry (resolved before retention existed). In the slot of RESOLVED.
 RETENTION_CHECKED = "retention-checked:{incidents:resolved}"
@@ -119,6 +121,30 @@ def process_alive(owner: str) -> str:
     return f"process:{{{owner}}}:alive"
 
 
+def change_retry(digest: str) -> str:
+    """STRING, expiring after `bot.changes.RETRY_WINDOW`: the change event first stored for a body
+    sent without `at`, keyed by a hash of that body (`ReceivedChange.retry_key`), so a retry of
+    it is stored once. In the slot of CHANGES (`{changes}`), so one script writes both."""
+    return f"change-retry:{{{CHANGES}}}:{digest}"
+
+
+def alert_group(group_id: str) -> str:
+    """STRING: an Alertmanager alert group's record as JSON (`bot.alert_groups.GroupRecord`),
+    expiring seven days after the group last notified (`bot.alert_groups.KEPT_FOR`). `group_id`
+    is the first 16 hex digits of sha256(groupKey), so each group has a slot of its own."""
+    return f"alert:{{{group_id}}}"
+
+
+def alert_delivery_lock(group_id: str) -> str:
+    """STRING: the token of the process posting or updating this group's triage message (expires)."""
+    return f"alert:{{{group_id}}}:delivering"
+
+
+# Alert groups whose triage message or incident notes may need work, and when to look: the same
+# hint scheme as OUTBOX_DUE (written before and after each write), for the triage loop.
+TRIAGE_DUE = "alerts:{triage}:due"  # ZSET group id -> when to look (unix seconds)
+
+
 # `IncidentStore.first_request` writes `once:{<name>}` (expiring in seconds) itself.
 ONCE_PATTERN = "once:{*}"
 
@@ -133,9 +159,13 @@ PATTERNS = [
     CLAIMED_AT,
     RESOLVED,
     RETENTION_CHECKED,
+    CHANGES,
     *SCHEDULE_KEYS,
     OUTBOX_DUE,
+    TRIAGE_DUE,
     incident("*") + "*",
+    change_retry("*"),
+    alert_group("*") + "*",
     declare_request("*"),
     process_alive("*"),
     ONCE_PATTERN,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
+from bot.changes import ChangeEvent
 from bot.errors import IncidentClosed, NothingToChange, UnknownHypothesis
 
 
@@ -154,6 +155,9 @@ class EventKind(StrEnum):
     FOLLOWUP = "followup"
     TIMELINE_SHOWN = "timeline_shown"
     POSTMORTEM = "postmortem"
+    ALERT = "alert"  # a notification of the alert group the incident was declared from
+    CHART = "chart"  # a metrics chart uploaded (or why it could not be)
+    CHANGES_SHOWN = "changes_shown"  # the recent changes posted in the channel
 
 
 class TimelineEvent(BaseModel):
@@ -164,6 +168,33 @@ class TimelineEvent(BaseModel):
     item: str | None = None  # the checklist item id, for ticks and unticks
     author: str | None = None  # evidence: who wrote the message added to the timeline
     link: str | None = None  # evidence: the message's permalink
+
+
+class AlertNote(BaseModel):
+    """The alert group an incident was declared from, as it was when declared."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group_key: str  # Alertmanager's groupKey: later notifications of the group find the incident
+    summary: str
+    severity: Severity  # what the alert asked for (the incident's may differ later)
+    service: str | None = None  # its `service` label
+    labels: dict[str, str] = Field(default_factory=dict)  # the lead alert's
+    started_at: datetime | None = None
+    link: str = ""  # generatorURL: the alert's expression in Prometheus
+    dashboard: str = ""  # Alertmanager's externalURL
+
+
+class ChartNote(BaseModel):
+    """A metrics chart uploaded to the incident channel: what it showed, for the postmortem."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    window: Duration
+    end: datetime
+    latest: dict[str, str] = Field(default_factory=dict)  # panel title -> its latest value, shown
+    file: str = ""  # the uploaded file's name
 
 
 class StatusUpdate(BaseModel):
@@ -264,6 +295,10 @@ class Incident(BaseModel):
     hypotheses_ts: str | None = None  # the live Hypotheses message, once posted
     followups: tuple[FollowUp, ...] = ()
     evidence: frozenset[str] = frozenset()  # Slack messages (`channel/ts`) on the timeline as evidence
+    alert: AlertNote | None = None  # declared from an alert (the triage message's Declare)
+    changes: tuple[ChangeEvent, ...] = ()  # the changes recorded in the two hours before declaring
+    changes_total: int = 0  # how many there were: `changes` keeps those Recent changes listed
+    charts: tuple[ChartNote, ...] = ()  # metrics charts uploaded, oldest first
 
     @property
     def is_resolved(self) -> bool:
@@ -427,6 +462,10 @@ class Incident(BaseModel):
         """Follow-ups are taken after resolving too: they are for the postmortem."""
         added = FollowUp(text=text, by=by, at=at)
         return self._changed(at, request_id, followups=(*self.followups, added))
+
+    def with_chart(self, chart: ChartNote, at: datetime) -> Incident:
+        """A metrics chart uploaded to the channel (after resolving too), for the postmortem."""
+        return self._changed(at, None, charts=(*self.charts, chart))
 
 
 class MessageState(BaseModel):

@@ -40,6 +40,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.alerts import AlertsConfig
+from bot.changes import service_name
 from bot.models import ChecklistItem, ChecklistSection, Duration, Phase, Severity, item_id
 from bot.text import escape_mrkdwn
 
@@ -203,9 +205,39 @@ def _role_key(key: str) -> str:
 PhaseName = Annotated[Phase, BeforeValidator(_phase)]
 RunbookName = Annotated[str, AfterValidator(_runbook_name)]
 RoleKey = Annotated[str, AfterValidator(_role_key)]
+ServiceName = Annotated[str, AfterValidator(service_name)]
 RoleLabel = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ROLE_LABEL_MAX_CHARS)
 ]
+
+
+# A service's chart (`services.<name>.queries`): a panel per query, drawn in the order written.
+MAX_PANELS = 6
+PANEL_TITLE_MAX_CHARS = 60
+QUERY_MAX_CHARS = 2000
+
+
+class ServiceQueries(BaseModel):
+    """The playbook's `services.<name>`: `queries` maps a panel title to its PromQL, drawn in
+    the order written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queries: dict[str, str] = Field(min_length=1, max_length=MAX_PANELS)
+
+    @field_validator("queries")
+    @classmethod
+    def _clean(cls, queries: dict[str, str]) -> dict[str, str]:
+        cleaned = {}
+        for title, query in queries.items():
+            name, promql = str(title).strip(), str(query).strip()
+            if not name or len(name) > PANEL_TITLE_MAX_CHARS:
+                raise ValueError(f"a panel title must be 1 to {PANEL_TITLE_MAX_CHARS} characters: {name!r}")
+            if not promql or len(promql) > QUERY_MAX_CHARS:
+                raise ValueError(f"the query of {name!r} must be 1 to {QUERY_MAX_CHARS} characters")
+            cleaned[name] = promql
+        return cleaned
+
 
 
 class _Place(NamedTuple):
@@ -229,6 +261,10 @@ class Playbook(BaseModel):
     runbooks: dict[RunbookName, RunbookSpec] = Field(default_factory=dict)
     roles: dict[RoleKey, RoleLabel] = Field(default_factory=lambda: {COMMANDER_ROLE: "Incident commander"})
     permissions: Permissions = Field(default_factory=Permissions)
+    # Alertmanager's alerts: label `severity` -> incident severity, over the built-in map.
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    # Services whose metrics `/incident metrics <service>` charts; names as change events give them.
+    services: dict[ServiceName, ServiceQueries] = Field(default_factory=dict)
 
     @field_validator("phase_checklists")
     @classmethod

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.blocks import format as fmt
+from bot.blocks.changes import more_changes
 from bot.blocks.hypotheses import CHANGED_VERB
 from bot.blocks.timeline import trace_lines
+from bot.changes import ChangeEvent
 from bot.models import (
     PHASE_GUIDE,
+    AlertNote,
+    ChartNote,
     ChecklistMessage,
     EventKind,
     Hypothesis,
@@ -27,6 +31,7 @@ from bot.models import (
     Status,
     Tick,
     TimelineEvent,
+    format_duration,
 )
 
 SECTIONS = (
@@ -45,6 +50,7 @@ SECTIONS = (
 # What would start emphasis, code, a link, HTML, a table cell, strikethrough or an entity.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 _PERMALINK = re.compile(r"https://[^\s<>|()\[\]]+")
+_LINK = re.compile(r"https?://[^\s<>|()\[\]]+")  # a link that can go in `[text](url)` as it is
 _CONTINUED = " (continued)"
   # the title of a checklist section split across messages
 
@@ -68,7 +74,7 @@ def postmortem_markdown(
         "Summary": _summary(incident, spec_label, events, role_labels, md),
         "Impact": _impact(incident, md),
         "Timeline": _timeline(events, messages, names),
-        "Evidence": _evidence(events, md),
+        "Evidence": _evidence(incident, spec_label, events, md),
         "Hypotheses": _hypotheses(incident, md),
         "Root cause": _root_cause(incident, md),
         "Mitigations and checklist items done": _done(messages, ticks, md),
@@ -180,15 +186,74 @@ def _timeline(events: list[TimelineEvent], messages: list[ChecklistMessage], nam
     return "Times in UTC.\n\n" + "\n".join([f"{fence}text", *lines, fence])
 
 
-def _evidence(events: list[TimelineEvent], md: _Markdown) -> str:
+def _evidence(
+    incident: Incident, spec_label: Callable[[Severity], str], events: list[TimelineEvent], md: _Markdown
+) -> str:
+    """What the bot brought (the alert, the changes before declaring, the charts' latest values),
+    each only when there is some, then what people noted and added."""
+    brought = []
+    if incident.alert is not None:
+        brought.append("### Alert\n\n" + _alert(incident.alert, spec_label, md))
+    if incident.changes:
+        lines = "\n".join(_change(c, md) for c in incident.changes)
+        if incident.changes_total > len(incident.changes):
+            lines += f"\n- {more_changes(incident.changes_total - len(incident.changes))}"
+        brought.append(f"### Changes in the two hours before declaring\n\n{lines}")
+    if incident.charts:
+        lines = "\n".join(_chart(c, md) for c in incident.charts)
+        brought.append(f"### Metrics charts (latest values)\n\n{lines}")
     notes = [f"- {md.by_at(e.by, e.at)}: {md.text(e.text)}" for e in events if e.kind is EventKind.NOTE]
     added = [_added(e, md) for e in events if e.kind is EventKind.EVIDENCE]
-    return (
+    return "".join(f"{part}\n\n" for part in brought) + (
         "### Notes\n\n"
         + ("\n".join(notes) or "None.")
         + "\n\n### Messages added to the timeline\n\n"
         + ("\n".join(added) or "None.")
     )
+
+
+def _raw(text: str) -> str:
+    """Text from outside Slack (an alert, a change event) as one line of escaped Markdown."""
+    return escape_markdown(fmt.one_line(text))
+
+
+def _alert(alert: AlertNote, spec_label: Callable[[Severity], str], md: _Markdown) -> str:
+    lines = [
+        f"- **Summary:** {_raw(alert.summary)}",
+        f"- **Severity it asked for:** {escape_markdown(spec_label(alert.severity))}",
+    ]
+    if alert.service:
+        lines.append(f"- **Service:** {_raw(alert.service)}")
+    if alert.started_at is not None:
+        lines.append(f"- **Started:** {fmt.stamp(alert.started_at)}")
+    if alert.labels:
+        labels = ", ".join(f"{_raw(k)}={_raw(v)}" for k, v in sorted(alert.labels.items()))
+        lines.append(f"- **Labels:** {labels}")
+    if _LINK.fullmatch(alert.link):
+        lines.append(f"- **Link:** [the alert's query]({alert.link})")
+    return "\n".join(lines)
+
+
+def _change(change: ChangeEvent, md: _Markdown) -> str:
+    """`- 13:02 UTC: checkout deploy v2.3.1 by ci: Bump the pool size ([link](…))`."""
+    said = f"- {md.at(change.at)}: {_raw(change.service)} {change.kind.value}"
+    if change.version:
+        said += f" {_raw(change.version)}"
+    if change.by:
+        said += f" by {_raw(change.by)}"
+    if change.description:
+        said += f": {_raw(change.description)}"
+    if change.url and _LINK.fullmatch(change.url):
+        said += f" ([link]({change.url}))"
+    return said
+
+
+def _chart(chart: ChartNote, md: _Markdown) -> str:
+    """`- checkout, the last 1h to 14:05 UTC (INC-7-checkout-metrics.png): Error rate: 0.482`."""
+    values = "; ".join(f"{md.text(title)}: {md.text(value)}" for title, value in chart.latest.items())
+    shown = f" ({escape_markdown(chart.file)})" if chart.file else ""
+    said = f"- {_raw(chart.service)}, the last {format_duration(chart.window)} to {md.at(chart.end)}{shown}"
+    return f"{said}: {values}" if values else f"{said}: no data"
 
 
 def _added(event: TimelineEvent, md: _Markdown) -> str:

@@ -7,6 +7,9 @@ Answers come back as pydantic models: one `Series` of `(time, value)` points per
 Values are floats as Prometheus sends them, `NaN` and `±Inf` included (a ratio over no traffic is
 `NaN`); a renderer decides how to show them. Every failure is a `PrometheusError` whose message
 is one line a person can read in Slack: the query, then what went wrong.
+
+An answer is read up to `MAX_ANSWER_BYTES` and parsed in a worker thread: a query over thousands
+of series takes seconds of CPU to read, which on the event loop would hold up every Slack ack.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import json
 import math
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
@@ -28,6 +32,10 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 POINTS_PER_WINDOW = 240
 # Steps below a second add no information (scrapes are rarely closer) and only multiply points.
 MIN_STEP = timedelta(seconds=1)
+# A larger answer is refused, read no further: 5 MB is some 700 series of 240 points, far more than
+# a chart draws (charts.MAX_SERIES_DRAWN), and reading all of it takes most of a second of CPU.
+MAX_ANSWER_BYTES = 5 * 1024 * 1024
+_READ_CHUNK_BYTES = 64 * 1024
 QUERY_SHOWN_CHARS = 120  # of the query, in an error message
 DETAIL_SHOWN_CHARS = 200  # of what the server said, in an error message
 
@@ -39,6 +47,19 @@ class PrometheusError(Exception):
         self.query = query
         self.problem = problem
         super().__init__(f"Prometheus query `{_shorten(query, QUERY_SHOWN_CHARS)}` failed: {problem}")
+
+
+class _AnswerTooLarge(Exception):
+    """The answer's body passed the client's limit; reading stopped there."""
+
+
+class _Answer(NamedTuple):
+    """One HTTP answer, as read: parsed later, off the event loop."""
+
+    status: int
+    reason: str
+    content_type: str
+    body: bytes
 
 
 class Point(NamedTuple):
@@ -74,6 +95,7 @@ class RangeResult(BaseModel):
     end: datetime
     step: timedelta
     series: tuple[Series, ...]
+    more_series: int = 0  # series the answer had beyond those kept (`max_series`), not read
     warnings: tuple[str, ...] = ()
 
 
@@ -110,6 +132,7 @@ class PrometheusClient:
 
     The session is the caller's (the bot shares one) and is never closed here. `timeout` bounds
     each request, connecting included, and is passed on to Prometheus so it stops evaluating too.
+    An answer larger than `max_answer_bytes` is a PrometheusError asking to aggregate the query.
     """
 
     def __init__(
@@ -119,17 +142,26 @@ class PrometheusClient:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         headers: dict[str, str] | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.headers = dict(headers or {})
+        self.max_answer_bytes = max_answer_bytes
 
     async def query_range(
-        self, query: str, start: datetime, end: datetime, step: timedelta | None = None
+        self,
+        query: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta | None = None,
+        *,
+        max_series: int | None = None,
     ) -> RangeResult:
         """The series of `query` from `start` to `end` (timezone-aware), every `step` (by default
-        `choose_step(end - start)`). Raises PrometheusError."""
+        `choose_step(end - start)`): the first `max_series` of them if given, the others only
+        counted (`more_series`). Raises PrometheusError."""
         _require_aware(start, end)
         if end <= start:
             raise PrometheusError(query, "the time window is empty (end is not after start)")
@@ -140,13 +172,8 @@ class PrometheusClient:
             "end": _unix(end),
             "step": f"{step.total_seconds():g}",
         }
-        data, warnings = await self._call("/api/v1/query_range", query, form)
-        if data.resultType != "matrix":
-            raise PrometheusError(query, f"expected a range of samples (matrix), got a {data.resultType}")
-        series = tuple(
-            Series(labels=s.metric, points=_points(query, s.values)) for s in _series_list(query, data.result)
-        )
-        return RangeResult(query=query, start=start, end=end, step=step, series=series, warnings=warnings)
+        answer = await self._call("/api/v1/query_range", query, form)
+        return await asyncio.to_thread(_range_result, answer, query, start, end, step, max_series)
 
     async def query(self, query: str, at: datetime | None = None) -> tuple[Series, ...]:
         """The value of `query` at one instant (`at`, default the server's now), as series of one
@@ -156,29 +183,29 @@ class PrometheusClient:
         if at is not None:
             _require_aware(at)
             form["time"] = _unix(at)
-        data, _ = await self._call("/api/v1/query", query, form)
-        if data.resultType == "scalar":
-            return (Series(labels={}, points=_points(query, [data.result])),)
-        if data.resultType != "vector":
-            raise PrometheusError(query, f"expected an instant value (vector), got a {data.resultType}")
-        return tuple(
-            Series(labels=s.metric, points=_points(query, [s.value] if s.value is not None else []))
-            for s in _series_list(query, data.result)
-        )
+        answer = await self._call("/api/v1/query", query, form)
+        return await asyncio.to_thread(_instant_result, answer, query)
 
-    async def _call(self, path: str, query: str, form: dict[str, str]) -> tuple[_WireData, tuple[str, ...]]:
-        """The answer's data and warnings; every failure as a PrometheusError."""
+    async def _call(self, path: str, query: str, form: dict[str, str]) -> _Answer:
+        """The answer as read, unparsed; a failure to get one as a PrometheusError."""
         # Prometheus's own deadline (in seconds), a little inside ours, so a slow query ends there too.
         form = {**form, "timeout": f"{max(self.timeout - 0.5, 0.5):g}"}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         try:
             try:
-                status, reason, content_type, body = await self._post(path, form, self.timeout)
+                return await self._post(path, form, self.timeout)
             except aiohttp.ServerDisconnectedError:
                 # A kept-alive connection the server had closed (idle, or restarted) fails at once;
                 # queries change nothing, so ask again, on a new connection, within the same time.
-                status, reason, content_type, body = await self._post(path, form, deadline - loop.time())
+                return await self._post(path, form, deadline - loop.time())
+        except _AnswerTooLarge as exc:
+            size = f"{self.max_answer_bytes / (1024 * 1024):g} MB"
+            raise PrometheusError(
+                query,
+                f"the answer is larger than {size}: aggregate the query (`sum by (…)`, `topk(…)`) "
+                "so that it returns fewer series",
+            ) from exc
         except TimeoutError as exc:
             raise PrometheusError(query, f"no answer from {self.base_url} within {self.timeout:g}s") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -187,16 +214,8 @@ class PrometheusClient:
             raise PrometheusError(query, f"{self.base_url} closed the connection without answering") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise PrometheusError(query, f"the request to {self.base_url} failed ({_reason(exc)})") from exc
-        answer = _parse(body)
-        if status >= 400 or (answer is not None and answer.status == "error"):
-            raise PrometheusError(query, _http_problem(status, reason, answer, body))
-        if answer is None:
-            raise PrometheusError(query, f"the answer is not Prometheus JSON (content type {content_type})")
-        if answer.data is None:
-            raise PrometheusError(query, "the answer has no data")
-        return answer.data, tuple(answer.warnings)
 
-    async def _post(self, path: str, form: dict[str, str], timeout: float) -> tuple[int, str, str, bytes]:
+    async def _post(self, path: str, form: dict[str, str], timeout: float) -> _Answer:
         """Status, reason, content type and body of one POST."""
         if timeout <= 0:
             raise TimeoutError
@@ -206,14 +225,147 @@ class PrometheusClient:
             headers={"Accept": "application/json", **self.headers},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
-            return response.status, response.reason or "", response.content_type, await response.read()
+            body = await self._read(response)
+            return _Answer(response.status, response.reason or "", response.content_type, body)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, or _AnswerTooLarge as soon as it passes the limit (the connection is then
+        closed, not read to its end)."""
+        limit = self.max_answer_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise _AnswerTooLarge
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_READ_CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                raise _AnswerTooLarge
+        return bytes(body)
 
 
-def _parse(body: bytes) -> _WireAnswer | None:
+# What follows runs in a worker thread (`asyncio.to_thread`): pure, CPU only.
+
+
+def _range_result(
+    answer: _Answer, query: str, start: datetime, end: datetime, step: timedelta, max_series: int | None
+) -> RangeResult:
+    data, warnings, more = _data(answer, query, max_series)
+    if data.resultType != "matrix":
+        raise PrometheusError(query, f"expected a range of samples (matrix), got a {data.resultType}")
+    series = tuple(
+        Series(labels=s.metric, points=_points(query, s.values)) for s in _series_list(query, data)
+    )
+    return RangeResult(
+        query=query, start=start, end=end, step=step, series=series, more_series=more, warnings=warnings
+    )
+
+
+def _instant_result(answer: _Answer, query: str) -> tuple[Series, ...]:
+    data, _, _ = _data(answer, query, None)
+    if data.resultType == "scalar":
+        return (Series(labels={}, points=_points(query, [data.result])),)
+    if data.resultType != "vector":
+        raise PrometheusError(query, f"expected an instant value (vector), got a {data.resultType}")
+    return tuple(
+        Series(labels=s.metric, points=_points(query, [s.value] if s.value is not None else []))
+        for s in _series_list(query, data)
+    )
+
+
+def _data(answer: _Answer, query: str, max_series: int | None) -> tuple[_WireData, tuple[str, ...], int]:
+    """The answer's data (its result cut to `max_series` items), its warnings, and how many
+    result items were cut; an error answer as a PrometheusError."""
+    parsed, more = _parse(answer.body, max_series)
+    if answer.status >= 400 or (parsed is not None and parsed.status == "error"):
+        raise PrometheusError(query, _http_problem(answer.status, answer.reason, parsed, answer.body))
+    if parsed is None:
+        raise PrometheusError(
+            query, f"the answer is not Prometheus JSON (content type {answer.content_type})"
+        )
+    if parsed.data is None:
+        raise PrometheusError(query, "the answer has no data")
+    return parsed.data, tuple(parsed.warnings), more
+
+
+def _parse(body: bytes, max_series: int | None) -> tuple[_WireAnswer | None, int]:
     try:
-        return _WireAnswer.model_validate(json.loads(body))
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None
+        reader = _JsonReader(body.decode("utf-8"), max_series)
+        return _WireAnswer.model_validate(reader.document()), reader.cut
+    # JSONDecodeError and UnicodeDecodeError are ValueErrors; IndexError: the text ended early.
+    except (ValueError, IndexError, RecursionError, ValidationError):
+        return None, 0
+
+
+class _JsonReader:
+    """`json.loads`, but the list at `data.result` is decoded one item at a time and only its
+    first `limit` items are kept (`cut` counts the others).
+
+    One `json.loads` of a few megabytes holds the GIL throughout (a fifth of a second for 5 MB),
+    so the event loop would stall even with the parsing in a thread; between items, it runs."""
+
+    _decoder = json.JSONDecoder()
+    _blank = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, text: str, limit: int | None) -> None:
+        self.text = text
+        self.limit = limit
+        self.cut = 0
+
+    def document(self) -> Any:
+        value, at = self._value(self._skip(0), ())
+        if self._skip(at) != len(self.text):
+            raise ValueError("extra data after the JSON document")
+        return value
+
+    def _skip(self, at: int) -> int:
+        match = self._blank.match(self.text, at)
+        return match.end() if match else at
+
+    def _value(self, at: int, path: tuple[str, ...]) -> tuple[Any, int]:
+        """The value at `at` and where it ends; `path`: the keys leading to it."""
+        opening = self.text[at]
+        if opening == "{" and path in ((), ("data",)):
+            return self._object(at, path)
+        if opening == "[" and path == ("data", "result"):
+            return self._items(at)
+        return self._decoder.raw_decode(self.text, at)
+
+    def _object(self, at: int, path: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+        found: dict[str, Any] = {}
+        at = self._skip(at + 1)
+        if self.text[at] == "}":
+            return found, at + 1
+        while True:
+            key, at = self._decoder.raw_decode(self.text, at)
+            if not isinstance(key, str):
+                raise ValueError("an object key is not a string")
+            at = self._skip(at)
+            if self.text[at] != ":":
+                raise ValueError("expected ':'")
+            found[key], at = self._value(self._skip(at + 1), (*path, key))
+            at = self._skip(at)
+            if self.text[at] == "}":
+                return found, at + 1
+            if self.text[at] != ",":
+                raise ValueError("expected ',' or '}'")
+            at = self._skip(at + 1)
+
+    def _items(self, at: int) -> tuple[list[Any], int]:
+        kept: list[Any] = []
+        at = self._skip(at + 1)
+        if self.text[at] == "]":
+            return kept, at + 1
+        while True:
+            item, at = self._decoder.raw_decode(self.text, at)
+            if self.limit is None or len(kept) < self.limit:
+                kept.append(item)
+            else:
+                self.cut += 1
+            at = self._skip(at)
+            if self.text[at] == "]":
+                return kept, at + 1
+            if self.text[at] != ",":
+                raise ValueError("expected ',' or ']'")
+            at = self._skip(at + 1)
 
 
 def _http_problem(status: int, reason: str, answer: _WireAnswer | None, body: bytes) -> str:
@@ -229,9 +381,11 @@ def _http_problem(status: int, reason: str, answer: _WireAnswer | None, body: by
     return head
 
 
-def _series_list(query: str, result: Any) -> list[_WireSeries]:
+def _series_list(query: str, data: _WireData) -> list[_WireSeries]:
+    if not isinstance(data.result, list):
+        raise PrometheusError(query, "the answer is not in Prometheus's format")
     try:
-        return [_WireSeries.model_validate(item) for item in result]
+        return [_WireSeries.model_validate(item) for item in data.result]
     except (TypeError, ValidationError) as exc:
         raise PrometheusError(query, "the answer is not in Prometheus's format") from exc
 

@@ -14,6 +14,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from bot.blocks.changes import CHANGES_MAX_LINES, recent_changes_message
+from bot.changes import ChangeEvent
 from bot.checklists import Checklists, checklist_works
 from bot.effects import (
     Announce,
@@ -23,14 +25,17 @@ from bot.effects import (
     PostUpdate,
     RefreshHeader,
     Resolution,
+    Say,
     SeverityNote,
     Target,
+    UploadChart,
     UploadPostmortem,
     Work,
 )
 from bot.errors import ChannelTaken, IncidentNotFound, StaleReference, StoreLost, StoreUnavailable
 from bot.investigation import Investigation
 from bot.models import (
+    AlertNote,
     ChecklistSection,
     EventKind,
     Incident,
@@ -47,6 +52,7 @@ from bot.reminder_schedule import ReminderSchedule
 from bot.roles import Roles, check_permission
 from bot.schedule_store import ScheduleStore
 from bot.store import Change, IncidentStore, QueuedScript
+from bot.text import foreign_text
 
 DEFAULT_TITLE = "Untitled incident"
 IMPACT_MAX_CHARS = 1000
@@ -137,9 +143,18 @@ class IncidentService:
         request_id: str,
         response_url: str | None = None,
         create_channel: bool = True,
+        alert: AlertNote | None = None,
+        recent_changes: list[ChangeEvent] | None = None,
+        chart: UploadChart | None = None,
     ) -> Incident:
         """Store the incident and all the Slack work its declaration implies, in one write.
 
+        `alert`: declared from that alert group (kept on the incident, named on the timeline; the
+        title is then the alert's too).
+        `recent_changes`: the change events of the two hours before now, in the order to show them
+        (`bot.changes.recent_changes`), posted in its channel and, as far as that message lists
+        them, kept on the incident (with their count); None when the bot takes no change events.
+        `chart`: a metrics chart to upload once the channel is there.
         A retry of the same request (same `request_id`) returns the incident it declared."""
         now = self.clock()
         spec = self.severity_spec(severity)
@@ -164,6 +179,10 @@ class IncidentService:
             next_update_due=now + spec.update_every,
             requests=(request_id,),
             planned_items=frozenset(_item_ids(checklists)),
+            alert=alert,
+            # Not all of them: up to 10,000 would be rewritten with every write of the incident.
+            changes=tuple((recent_changes or [])[:CHANGES_MAX_LINES]),
+            changes_total=len(recent_changes or ()),
         )
         works: list[Work] = [OpenChannel(create=create_channel)]
         if create_channel:
@@ -174,9 +193,22 @@ class IncidentService:
             Announce(target=Target.ORIGIN, response_url=response_url or None),
             Announce(target=Target.STAKEHOLDERS),
         ]
-        event = TimelineEvent(
-            at=now, kind=EventKind.DECLARED, by=declared_by, text=f"Declared {spec.label}: {incident.title}"
-        )
+        if recent_changes is not None:
+            shown = recent_changes_message(
+                recent_changes, before=now, service=alert.service if alert is not None else None
+            )
+            works.append(Say(target=Target.INCIDENT, text=shown.text, blocks=tuple(shown.block_dicts())))
+        if chart is not None:
+            # Drawn up to the declaration, so the declaration is on it.
+            works.append(chart.model_copy(update={"end": max(chart.end, now)}))
+        declared = f"Declared {spec.label}: {incident.title}"
+        if alert is not None:
+            # Title and summary are the alert's, not typed in Slack: kept inert on the timeline.
+            declared = (
+                f"Declared {spec.label}: {foreign_text(incident.title)} "
+                f'(from the alert "{foreign_text(alert.summary)}")'
+            )
+        event = TimelineEvent(at=now, kind=EventKind.DECLARED, by=declared_by, text=declared)
         def reminders(stored: Incident) -> QueuedScript:
             # From the stored incident: a retried request keeps the due time its first try set.
             assert stored.next_update_due is not None

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     stakeholder_channel: str = Field(default="", alias="INCIDENT_STAKEHOLDER_CHANNEL")
     create_channels: bool = Field(default=True, alias="INCIDENT_CREATE_CHANNELS")
     channel_prefix: str = Field(default="inc", alias="INCIDENT_CHANNEL_PREFIX")
+    # Evidence (each off while its variable is unset): the bearer token POST /alerts/alertmanager
+    # and POST /events/change require; where alerts of no incident are posted (default: the
+    # stakeholder channel); the Prometheus (or compatible query API) charts are drawn from.
+    alert_token: str = Field(default="", alias="INCIDENT_ALERT_TOKEN")
+    triage_channel: str = Field(default="", alias="INCIDENT_TRIAGE_CHANNEL")
+    prometheus_url: str = Field(default="", alias="PROMETHEUS_URL")
     port: int = Field(default=3000, ge=0, le=65535, alias="PORT")
     log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     # text: one readable line per record; json: one JSON object per line, for a log pipeline.

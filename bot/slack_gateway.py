@@ -388,12 +388,28 @@ class SlackGateway:
         )
         return str(result.data["permalink"]) if result.ok and result.data.get("permalink") else None
 
-    async def upload_file(self, channel: str, filename: str, title: str, content: str) -> Result:
-        """Upload a text file into a channel (Slack's external upload flow: an upload URL, the
-        bytes, then completing the upload into the channel)."""
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        title: str,
+        content: str | bytes,
+        *,
+        comment: str | None = None,
+        alt_text: str | None = None,
+    ) -> Result:
+        """Upload a file into a channel (Slack's external upload flow: an upload URL, the bytes,
+        then completing the upload into the channel), with `comment` as its message's text."""
         return await self._call(
             "files.uploadV2",
-            self.client.files_upload_v2(channel=channel, filename=filename, title=title, content=content),
+            self.client.files_upload_v2(
+                channel=channel,
+                filename=filename,
+                title=title,
+                content=content,
+                initial_comment=comment,
+                alt_txt=alt_text,
+            ),
         )
 
     async def find_file(self, channel: str, filename: str, title: str, since: datetime) -> Result:

@@ -624,6 +624,18 @@ class IncidentStore:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}", written=True) from exc
         return incident
 
+    @translate_errors
+    async def run_script_waiting(self, call: QueuedScript) -> Any:
+        """Run another store's write script (registered on this client) in one round trip,
+        followed by the replica wait on its first key, as the incident writes are: for a write
+        whoever sent it is told is saved. Returns the script's reply."""
+        replies = await self._pipeline(
+            lambda pipe: _queue_script(pipe, call.script, call.keys, call.args),
+            [call.script],
+            wait_for=call.keys[0],
+        )
+        return replies[-1]
+
     async def _pipeline(
         self,
         queue: Callable[[Pipeline], None],
@@ -1067,9 +1079,16 @@ class IncidentStore:
     # -- the outbox --------------------------------------------------------------------------
 
     @translate_errors
-    async def hint(self, incident_id: str, at: datetime) -> None:
-        """Tell the delivery loops to look at this incident's outbox at `at`."""
-        await self.redis.zadd(keys.OUTBOX_DUE, {incident_id: at.timestamp()})
+    async def hint(self, incident_id: str, at: datetime, *, due: str = keys.OUTBOX_DUE) -> None:
+        """Tell the delivery loops to look at this incident's outbox at `at`. `due`: another
+        hint set of the same kind (`keys.TRIAGE_DUE`, whose members are alert groups)."""
+        await self.redis.zadd(due, {incident_id: at.timestamp()})
+
+    @translate_errors
+    async def hint_before(self, member: str, at: datetime, *, due: str) -> None:
+        """The hint before a write of `member` (see _PRE_HINT), for a hint set other than the
+        outbox's, whose writes are in another slot and so can't share their round trip."""
+        await self._hint_before(member, at, due)
 
     @translate_errors
     async def outbox_due(self, now: datetime) -> int:
@@ -1097,35 +1116,41 @@ class IncidentStore:
             outboxes = await pipe.execute()
         return sum(1 for raw in outboxes for value in raw if Effect.model_validate_json(value).pending)
 
-    async def _hint_before(self, incident_id: str, at: datetime) -> None:
-        await self._pipeline(lambda pipe: self._queue_hint_before(pipe, incident_id, at))
+    async def _hint_before(self, incident_id: str, at: datetime, due: str = keys.OUTBOX_DUE) -> None:
+        await self._pipeline(lambda pipe: self._queue_hint_before(pipe, incident_id, at, due))
 
-    def _queue_hint_before(self, pipe: Pipeline, incident_id: str, at: datetime) -> None:
+    def _queue_hint_before(
+        self, pipe: Pipeline, incident_id: str, at: datetime, due: str = keys.OUTBOX_DUE
+    ) -> None:
         later = (at + HINT_GRACE).timestamp()
-        _queue_script(pipe, self._pre_hint, [keys.OUTBOX_DUE], [incident_id, repr(later)])
+        _queue_script(pipe, self._pre_hint, [due], [incident_id, repr(later)])
 
     @translate_errors
-    async def claim_outboxes(self, now: datetime, lease: float, limit: int = 50) -> list[OutboxClaim]:
-        reply: list[str] = await self._claim_outbox(
-            keys=[keys.OUTBOX_DUE], args=[repr(now.timestamp()), lease, limit]
-        )
+    async def claim_outboxes(
+        self, now: datetime, lease: float, limit: int = 50, *, due: str = keys.OUTBOX_DUE
+    ) -> list[OutboxClaim]:
+        """Claim what is due in the hint set `due` (the outbox's, or `keys.TRIAGE_DUE`)."""
+        reply: list[str] = await self._claim_outbox(keys=[due], args=[repr(now.timestamp()), lease, limit])
         return [OutboxClaim(m, str(t)) for m, t in zip(reply[0::2], reply[1::2], strict=True)]
 
     @translate_errors
-    async def finish_outbox(self, claim: OutboxClaim, look_again_at: datetime | None) -> bool:
+    async def finish_outbox(
+        self, claim: OutboxClaim, look_again_at: datetime | None, *, due: str = keys.OUTBOX_DUE
+    ) -> bool:
         again = "" if look_again_at is None else repr(look_again_at.timestamp())
-        return bool(
-            await self._finish_outbox(keys=[keys.OUTBOX_DUE], args=[claim.incident_id, claim.token, again])
-        )
+        return bool(await self._finish_outbox(keys=[due], args=[claim.incident_id, claim.token, again]))
 
     @translate_errors
     async def heartbeat(self, owner: str, seconds: float) -> None:
         await self.redis.set(keys.process_alive(owner), "1", px=int(seconds * 1000))
 
-    @translate_errors
     async def lock_outbox(self, incident_id: str, owner: str, seconds: float) -> bool:
         """Lock an incident's outbox for `owner`; a lock whose owner stopped beating is taken over."""
-        key = keys.delivery_lock(incident_id)
+        return await self.lock(keys.delivery_lock(incident_id), owner, seconds)
+
+    @translate_errors
+    async def lock(self, key: str, owner: str, seconds: float) -> bool:
+        """Take the delivery lock `key` for `owner` (see lock_outbox)."""
         ttl = int(seconds * 1000)
         if await self.redis.set(key, owner, nx=True, px=ttl):
             return True
@@ -1134,24 +1159,28 @@ class IncidentStore:
             return bool(await self.redis.set(key, owner, nx=holder is None, px=ttl))
         if await self.redis.exists(keys.process_alive(str(holder))):
             return False
-        log.warning("taking over the delivery of %s from %s, which stopped", incident_id, holder)
+        log.warning("taking over %s from %s, which stopped", key, holder)
         return bool(await self._take_lock(keys=[key], args=[holder, owner, ttl]))
 
-    @translate_errors
     async def renew_outbox_lock(self, incident_id: str, owner: str, seconds: float) -> bool:
         """Extend this owner's lock; False if it is no longer this owner's."""
-        return bool(
-            await self._renew_lock(keys=[keys.delivery_lock(incident_id)], args=[owner, int(seconds * 1000)])
-        )
+        return await self.renew_lock(keys.delivery_lock(incident_id), owner, seconds)
+
+    @translate_errors
+    async def renew_lock(self, key: str, owner: str, seconds: float) -> bool:
+        return bool(await self._renew_lock(keys=[key], args=[owner, int(seconds * 1000)]))
 
     @translate_errors
     async def effect(self, incident_id: str, effect_id: str) -> Effect | None:
         raw = await self.redis.hget(keys.outbox(incident_id), effect_id)
         return None if raw is None else Effect.model_validate_json(raw)
 
-    @translate_errors
     async def unlock_outbox(self, incident_id: str, token: str) -> None:
-        await self._unlock(keys=[keys.delivery_lock(incident_id)], args=[token])
+        await self.unlock(keys.delivery_lock(incident_id), token)
+
+    @translate_errors
+    async def unlock(self, key: str, token: str) -> None:
+        await self._unlock(keys=[key], args=[token])
 
     @translate_errors
     async def outbox(self, incident_id: str) -> list[Effect]:

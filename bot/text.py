@@ -10,6 +10,17 @@ def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_WORD_JOINER = "\u2060"
+
+
+def foreign_text(text: str) -> str:
+    """Text from outside Slack (an alert's annotations), made safe mrkdwn to store on the
+    timeline: every markup character escaped, and each `<@` split by an invisible word joiner.
+    The timeline renders stored text with `user_text`, which turns an escaped `<@U123>` back into
+    a mention; split, it shows as written and pings nobody."""
+    return escape_mrkdwn(text).replace("&lt;@", f"&lt;@{_WORD_JOINER}")
+
+
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

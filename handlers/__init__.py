@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import checklists, commands, investigation, updates
+from handlers import alerts, checklists, commands, investigation, updates
 
 
 def register(app: AsyncApp) -> None:
@@ -12,3 +12,4 @@ def register(app: AsyncApp) -> None:
     checklists.register(app)
     updates.register(app)
     investigation.register(app)
+    alerts.register(app)

@@ -14,6 +14,8 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import incident as incident_blocks
 from bot.blocks import updates as update_blocks
+from bot.blocks.changes import recent_changes_message
+from bot.changes import ChangeEvent
 from bot.commands import (
     AddFollowUp,
     AddHypothesis,
@@ -28,6 +30,8 @@ from bot.commands import (
     Resolve,
     Runbook,
     SetPhase,
+    ShowChanges,
+    ShowMetrics,
     ShowStatus,
     ShowTimeline,
     Update,
@@ -43,7 +47,7 @@ from bot.errors import (
     StoreUnavailable,
 )
 from bot.investigation import phase_line
-from bot.models import Incident
+from bot.models import Incident, format_duration
 from bot.roles import UnknownRole
 from bot.text import escape_mrkdwn
 from handlers.deps import Deps, deps_of
@@ -56,7 +60,7 @@ log = logging.getLogger(__name__)
 # How long a command's trigger_id is remembered, so that Slack re-sending the command is known.
 RESENT_WITHIN = 600.0
 # Commands that only read: anyone who can type in the channel may use them.
-READ_ONLY = (ShowStatus, ShowTimeline, Postmortem)
+READ_ONLY = (ShowStatus, ShowTimeline, Postmortem, ShowMetrics)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ async def handle_incident_command(
                 await _list(run)
             case Declare():
                 await _declare_or_change_severity(run, parsed)
+            case ShowChanges():
+                await _changes(run, parsed)
             case _:
                 await _in_incident(run, parsed)
     except StoreUnavailable as exc:
@@ -135,6 +141,7 @@ async def _declare_or_change_severity(run: Invocation, parsed: Declare) -> None:
             request_id=run.request_id,
             response_url=command.response_url,
             create_channel=deps.create_channels,
+            recent_changes=await _recent_changes(deps),
         )
         await run.say(incident_blocks.declared(incident))
         run.woke()
@@ -153,6 +160,55 @@ async def _declare_or_change_severity(run: Invocation, parsed: Declare) -> None:
         return
     await run.ack()
     run.woke()
+
+
+async def _recent_changes(deps: Deps) -> list[ChangeEvent] | None:
+    """The changes of the two hours before now, for a declaration's Recent changes; None when
+    the bot takes no change events, or Redis did not give them (declared without them)."""
+    if deps.changes is None:
+        return None
+    try:
+        return await deps.changes.recent(before=deps.service.clock())
+    except StoreUnavailable as exc:
+        log.warning("declaring without Recent changes: reading them failed: %s", exc)
+        return None
+
+
+async def _changes(run: Invocation, parsed: ShowChanges) -> None:
+    """In an incident's channel, post the changes there (and on the timeline); elsewhere, answer
+    the user alone with them."""
+    deps = run.deps
+    if deps.changes is None:
+        await run.say(CHANGES_OFF)
+        return
+    incident = await deps.service.store.incident_for_channel(run.command.channel_id)
+    service = parsed.service
+    if service is None and incident is not None and incident.alert is not None:
+        service = incident.alert.service  # as at the declaration: the alert's service first
+    now = deps.service.clock()
+    changes = await deps.changes.recent(before=now, window=parsed.window, service=service)
+    if incident is None:
+        shown = recent_changes_message(changes, before=now, window=parsed.window, service=service)
+        await run.ack(text=shown.text, blocks=shown.blocks, response_type="ephemeral")
+        return
+    await deps.service.investigation.show_changes(
+        incident.id,
+        changes,
+        before=now,
+        window=parsed.window,
+        service=service,
+        by=run.command.user_id,
+        request_id=run.request_id,
+    )
+    await run.ack()
+    run.woke()
+
+
+CHANGES_OFF = (
+    "Change events are off: set `INCIDENT_ALERT_TOKEN` so CI pipelines can report deploys, config "
+    "changes and flags with `POST /events/change`."
+)
+CHARTS_OFF = "Metrics charts are off: set `PROMETHEUS_URL` to the Prometheus to chart from."
 
 
 async def _may_act(run: Invocation, incident: Incident) -> bool:
@@ -235,6 +291,17 @@ async def _act(run: Invocation, parsed: InIncident, incident: Incident) -> None:
         case Postmortem():
             await investigation.request_postmortem(incident.id, user, request)
             await run.say(f"Uploading the postmortem draft of *{incident.id}* to this channel.")
+        case ShowMetrics():
+            if not run.deps.charts:
+                await run.say(CHARTS_OFF)
+                return
+            try:
+                await investigation.request_chart(incident.id, parsed.service, parsed.window, user, request)
+            except KeyError:
+                await run.say(_unknown_service(run, parsed.service))
+                return
+            window = format_duration(parsed.window)
+            await run.say(f"Drawing the chart of *{escape_mrkdwn(parsed.service)}* (the last {window})…")
         case _:
             assert_never(parsed)
     run.woke()
@@ -258,6 +325,17 @@ def _runbook_list(run: Invocation) -> str:
         return "The playbook has no runbooks."
     lines = [f"• `{name}`: {escape_mrkdwn(book.title)}" for name, book in runbooks.items()]
     return "*Runbooks* (`/incident runbook <name>` posts one here)\n" + "\n".join(lines)
+
+
+def _unknown_service(run: Invocation, service: str) -> str:
+    services = run.deps.service.playbook.services
+    if not services:
+        return (
+            "No services are configured for charts: add them, with their queries, under the "
+            "playbook's `services` key."
+        )
+    known = ", ".join(f"`{escape_mrkdwn(name)}`" for name in services)
+    return f"There is no service `{escape_mrkdwn(service[:30])}` in the playbook. Known services: {known}."
 
 
 def _nothing_changed(parsed: InIncident, incident: Incident, exc: NothingToChange) -> str:

@@ -10,11 +10,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
+from bot.change_log import ChangeLog
 from bot.delivery import Delivery
 from bot.logs import REQUEST
 from bot.refresher import ChecklistRefresher
 from bot.service import IncidentService
 from bot.slack_gateway import SlackGateway
+from bot.triage import AlertTriage
 
 CONTEXT_KEY = "incident_bot"
 
@@ -26,6 +28,12 @@ class Deps:
     refresher: ChecklistRefresher
     delivery: Delivery
     create_channels: bool
+    # The change events, when the bot takes them (INCIDENT_ALERT_TOKEN set); else None.
+    changes: ChangeLog | None = None
+    # Alerts from Alertmanager and their triage messages, likewise.
+    triage: AlertTriage | None = None
+    # Whether a Prometheus is configured (PROMETHEUS_URL), so `/incident metrics` can chart.
+    charts: bool = False
 
 
 def install(app: AsyncApp, deps: Deps) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.ids import INPUT_ACTION, HypothesisRef, IncidentRef, ItemRef, UpdateField
+from bot.ids import INPUT_ACTION, AlertRef, HypothesisRef, IncidentRef, ItemRef, UpdateField
 
 
 class _Payload(BaseModel):
@@ -84,6 +84,10 @@ class ButtonClick(_Payload):
     @property
     def hypothesis(self) -> HypothesisRef:
         return HypothesisRef.decode(self.actions[0].value)
+
+    @property
+    def alert(self) -> AlertRef:
+        return AlertRef.decode(self.actions[0].value)
 
 
 class _InputValue(_Payload):

@@ -13,7 +13,7 @@ from bot.blocks import format as fmt
 from bot.changes import RECENT_WINDOW, ChangeEvent
 from bot.text import escape_mrkdwn, truncate
 
-CHANGES_MAX_LINES = 30  # then "…and N more"
+CHANGES_MAX_LINES = 30  # then "…and N more."
 DESCRIPTION_SHOWN_CHARS = 150
 VERSION_SHOWN_CHARS = 60
 _USER_ID = re.compile(r"[UW](?=[A-Z0-9]*[0-9])[A-Z0-9]{6,}")
@@ -50,12 +50,17 @@ def recent_changes_message(
     blocks = [SectionBlock(text=MarkdownTextObject(text=heading))]
     blocks += [SectionBlock(text=MarkdownTextObject(text=text)) for text in _sections(lines)]
     if len(changes) > limit:
-        more = len(changes) - limit
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"…and {more} more, older.")]))
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=more_changes(len(changes) - limit))]))
     count = "1 change" if len(changes) == 1 else f"{len(changes)} changes"
     return Rendered(
         text=f"Recent changes: {count} in the {fmt.elapsed(window)} before {fmt.clock(before)}", blocks=blocks
     )
+
+
+def more_changes(more: int) -> str:
+    """`…and 12 more.`: the changes past those listed (not always the oldest: the alert's
+    service comes first), in the message and in the postmortem alike."""
+    return f"…and {more} more."
 
 
 def change_line(change: ChangeEvent, *, dated: bool = False) -> str:

@@ -16,6 +16,7 @@ from slack_sdk.models.blocks import (
 
 from bot.blocks import Rendered, updates
 from bot.blocks import format as fmt
+from bot.blocks.triage import alert_line
 from bot.commands import USAGE
 from bot.models import PHASE_GUIDE, Incident
 from bot.playbook import SeveritySpec
@@ -75,6 +76,10 @@ def header(incident: Incident, spec: SeveritySpec, role_labels: dict[str, str] |
             )
         ),
         SectionBlock(fields=fields),
+    ]
+    if incident.alert is not None:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=alert_line(incident.alert))]))
+    blocks += [
         ContextBlock(
             elements=[
                 MarkdownTextObject(

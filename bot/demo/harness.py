@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -123,13 +123,16 @@ async def running_bot(
     reminder_poll: float = 0.1,
     slack_timeout: float = 2.0,
     delivery: DeliveryConfig = QUICK_DELIVERY,
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Running]:
     """A stand-in Slack (started here unless given) and the bot serving HTTP against it, on
-    `redis` if given, else on REDIS_URL `redis_url` (as configured), else on the embedded store."""
+    `redis` if given, else on REDIS_URL `redis_url` (as configured), else on the embedded store.
+    `settings`: more settings by their variable's name (`INCIDENT_ALERT_TOKEN`, `PROMETHEUS_URL`)."""
     async with contextlib.AsyncExitStack() as stack:
         if slack is None:
             slack = await stack.enter_async_context(SlackStandIn())
-        settings = Settings(
+        configured = Settings(
+            **dict[str, Any](settings or {}),
             SLACK_BOT_TOKEN=slack.bot_token,
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
             SLACK_API_URL=slack.url,
@@ -139,7 +142,7 @@ async def running_bot(
             INCIDENT_CREATE_CHANNELS=create_channels,
         )
         bot = create_app(
-            settings,
+            configured,
             redis=redis,
             playbook=playbook,
             clock=clock,

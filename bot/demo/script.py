@@ -11,28 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bot.blocks.format import spoken
 from bot.blocks.timeline import BOT_NAME, trace_lines
 from bot.demo import database
 from bot.demo.harness import Running, eventually, running_bot, update_modal_values
 from bot.demo.standin import BotReply, SlackStandIn
+from bot.demo.standin.prometheus import PrometheusStandIn
 from bot.demo.standin.transcript import render_channel
+from bot.demo.standin.workspace import Message
 from bot.demo.terminal import Terminal, use_ansi
-from bot.ids import CallbackId, hypothesis_action_id
-from bot.models import HypothesisState
+from bot.ids import ActionId, CallbackId, hypothesis_action_id
+from bot.intake import ALERTS_PATH, CHANGES_PATH
+from bot.models import HypothesisState, utcnow
 from bot.playbook import Playbook, load_playbook
-from bot.redis_url import RedisUrlError
 from bot.store import connect, embedded
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
@@ -44,7 +47,18 @@ digest_every: 4s
 severities:
   sev1: {update_every: 5s}
   sev2: {update_every: 5s}
+services:
+  checkout:
+    queries:
+      Error rate: 'sum(rate(http_requests_total{service="checkout",code=~"5.."}[1m]))
+        / sum(rate(http_requests_total{service="checkout"}[1m]))'
+      p99 latency (s): 'histogram_quantile(0.99, sum by (le)
+        (rate(http_request_duration_seconds_bucket{service="checkout"}[5m])))'
 """
+# The evidence endpoints' token in the demo, and what its CI and Alertmanager report.
+ALERT_TOKEN = "demo-alert-token"
+SUMMARY = "Checkout requests failing"
+DEPLOYED_AGO = timedelta(minutes=12)
 
 
 def speed_note(demo: Playbook, builtin: Playbook) -> str:
@@ -90,6 +104,19 @@ class Stage:
     @staticmethod
     def say(line: str) -> None:
         print(f"  {line}", flush=True)
+
+    async def push(self, path: str, body: Mapping[str, object], said: str) -> None:
+        """POST evidence to the bot as a CI pipeline or Alertmanager does, with the bearer token."""
+        self.say(said)
+        url = self.run.url.removesuffix("/slack/events") + path
+        headers = {"Authorization": f"Bearer {ALERT_TOKEN}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, json=body, headers=headers) as answer,
+        ):
+            if answer.status != 200:
+                raise RuntimeError(f"{path} answered {answer.status}: {await answer.text()}")
+        await self.run.settle()
 
     async def command(self, user: str, channel: str, text: str, *, where: bool = False) -> BotReply:
         place = f" in {self.channel_name(channel)}" if where else ""
@@ -155,19 +182,74 @@ class Stage:
         await self.run.settle()
 
 
+def alert_group(now: datetime, started: datetime) -> dict[str, object]:
+    """What Alertmanager posts for a firing checkout alert (webhook version 4)."""
+    labels = {"alertname": "CheckoutErrors", "service": "checkout", "severity": "critical"}
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="CheckoutErrors"}',
+        "status": "firing",
+        "receiver": "incident-bot",
+        "groupLabels": {"alertname": "CheckoutErrors"},
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": SUMMARY},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": SUMMARY},
+                "startsAt": started.isoformat(),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example:9090/graph?g0.expr=checkout_errors",
+                "fingerprint": "c0ffee0000000001",
+            }
+        ],
+    }
+
+
+async def declare_from_the_alert(stage: Stage) -> str:
+    """A deploy is reported, Alertmanager fires (twice), @alice declares from the triage message."""
+    run = stage.run
+    now = utcnow()
+    deploy = {
+        "service": "checkout",
+        "kind": "deploy",
+        "version": "v2.3.1",
+        "description": "Connection pool settings moved to the new config loader",
+        "by": "ci",
+        "at": (now - DEPLOYED_AGO).isoformat(),
+    }
+    await stage.push(CHANGES_PATH, deploy, "CI reports a deploy of checkout v2.3.1 (POST /events/change)")
+    group = alert_group(now, now - DEPLOYED_AGO + timedelta(minutes=2))
+    said = "Alertmanager fires CheckoutErrors, severity critical (POST /alerts/alertmanager)"
+    await stage.push(ALERTS_PATH, group, said)
+    await stage.push(ALERTS_PATH, group, "…and sends the group again, as it does: the alert is posted once")
+    await eventually(lambda: bool(_triage_message(run.slack)), timeout=10)
+    message = _triage_message(run.slack)
+    assert message is not None
+    stage.say(f"{stage.name(ALICE)} clicks Declare SEV2 on the alert in {stage.channel_name(MANAGERS)}")
+    await run.user.click_button(ALICE, MANAGERS, message.ts, ActionId.ALERT_DECLARE.value)
+    await run.settle()
+    await eventually(lambda: bool(run.slack.files()), timeout=10)
+    stage.say("the incident's channel gets Recent changes and the checkout chart, unasked")
+    return "INC-1"
+
+
+def _triage_message(slack: SlackStandIn) -> Message | None:
+    found = [m for m in slack.messages(MANAGERS) if "Declare SEV" in str(m.blocks)]
+    return found[0] if found else None
+
+
 async def play(stage: Stage) -> str:
     run = stage.run
-    stage.step("1. Assess: a SEV2 is declared; its channel opens with the Assess and Mitigate checklists")
-    reply = await stage.command(ALICE, GENERAL, "sev2 Checkout requests failing", where=True)
-    declared = re.search(r"INC-\d+", str(reply.body))
-    if declared is None:
-        raise RuntimeError(f"the bot did not declare the incident: {reply.body}")
-    incident = await run.bot.service.get_incident(declared.group(0))
+    stage.step("1. Assess: an alert is declared a SEV2; its channel opens with the checklists and evidence")
+    incident = await run.bot.service.get_incident(await declare_from_the_alert(stage))
     if incident.channel_id is None:
         raise RuntimeError(f"{incident.id} has no channel")
     channel = incident.channel_id
-    messages = run.slack.messages(channel)
-    assess, mitigate = messages[1], messages[2]
+    checklists = [m for m in run.slack.messages(channel) if m.text.startswith(f"{incident.id} checklist:")]
+    assess, mitigate = checklists[0], checklists[1]
     await stage.tick_at_once(channel, assess.ts, [(ALICE, 0), (BOB, 4)])
 
     stage.step("2. Mitigate: reduce the impact before the cause is known")
@@ -176,6 +258,7 @@ async def play(stage: Stage) -> str:
 
     stage.step("3. Investigate: the bot posts the evidence-gathering checklist")
     await stage.command(BOB, channel, "phase investigate")
+    await stage.command(BOB, channel, "metrics checkout 30m")
     await stage.command(BOB, channel, "note Error rate went from 0.1% to 5% at 14:02, p99 latency 4s")
     found = stage.write(CAROL, channel, "DB connection pool at 100/100 on every checkout pod")
     await stage.add_to_timeline(ALICE, channel, found)
@@ -277,8 +360,8 @@ async def _on_redis(redis_url: str) -> aioredis.Redis | int:
     """A client for `redis_url`, its database claimed for the demo; else the exit code."""
     try:
         redis = connect(redis_url)
-    except RedisUrlError as exc:
-        print(f"incident-bot demo: {exc}", file=sys.stderr)
+    except (ValueError, TypeError) as exc:  # RedisUrlError, or redis-py's reading of its options
+        print(f"incident-bot demo: {str(exc).replace('REDIS_URL', '--redis-url')}", file=sys.stderr)
         return 2
     try:
         await database.claim(redis)
@@ -290,7 +373,11 @@ async def _on_redis(redis_url: str) -> aioredis.Redis | int:
             file=sys.stderr,
         )
         return 2
-    except (RedisError, OSError) as exc:
+    except TypeError as exc:  # an option in the URL's query that redis-py does not know
+        await redis.aclose()
+        print(f"incident-bot demo: --redis-url is not valid for redis-py: {exc}.", file=sys.stderr)
+        return 2
+    except (RedisError, RedisClusterException, OSError) as exc:
         await redis.aclose()
         print(f"incident-bot demo: can't reach Redis at --redis-url ({exc}).", file=sys.stderr)
         return 1
@@ -317,7 +404,15 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None, *, raw:
     print(f"Incidents are stored {store}\n", flush=True)
     started = time.monotonic()
     try:
-        async with running_bot(slack=slack, redis=redis, playbook=playbook) as run:
+        async with (
+            PrometheusStandIn(rise_at=utcnow() - DEPLOYED_AGO + timedelta(minutes=2)) as prometheus,
+            running_bot(
+                slack=slack,
+                redis=redis,
+                playbook=playbook,
+                settings={"INCIDENT_ALERT_TOKEN": ALERT_TOKEN, "PROMETHEUS_URL": prometheus.url},
+            ) as run,
+        ):
             incident_id = await play(Stage(run))
             incident = await run.bot.service.get_incident(incident_id)
             assert incident.channel_id is not None
@@ -334,6 +429,8 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None, *, raw:
         if redis_url:
             try:
                 await database.release(redis)
+            except database.DatabaseInUse as exc:
+                print(f"incident-bot demo: left the database as it is: {exc}.", file=sys.stderr)
             except (RedisError, OSError) as exc:
                 print(
                     f"incident-bot demo: could not delete the demo's keys ({exc}); "
@@ -354,4 +451,5 @@ async def demo(redis_url: str | None, slack: SlackStandIn | None = None, *, raw:
 
 def main(redis_url: str | None, *, raw: bool = False) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a skipped poll is by design
     return asyncio.run(demo(redis_url, raw=raw))

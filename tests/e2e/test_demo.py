@@ -4,6 +4,7 @@ again on a Redis database it shares with another app."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from fnmatch import fnmatchcase
@@ -60,6 +61,28 @@ def test_the_demo_plays_a_whole_incident_and_exits_zero(played: subprocess.Compl
     assert "timeline of INC-1" in out and 'ticked "How many users are affected?"' in out
 
 
+def test_the_alert_is_triaged_once_then_declared_with_its_evidence(
+    played: subprocess.CompletedProcess[str],
+) -> None:
+    shown = channels(played.stdout)
+    managers = shown.split("═ #incident-managers ═", 1)[1]
+    # Alertmanager sent the group twice: one triage message, updated to say who declared it.
+    assert managers.count("🚨 Checkout requests failing") == 1
+    assert "✅ Declared as INC-1 by @alice: #inc-1-checkout-requests-failing" in managers
+    assert managers.count("@alice declared INC-1") == 1  # the triage channel is the stakeholders'
+    incident = shown.split("═ #inc-1-checkout-requests-failing ═", 1)[1].split("═ #incident-managers ═")[0]
+    assert "Declared from the alert Checkout requests failing" in incident
+    assert "Recent changes (2h before" in incident and "checkout deploy v2.3.1 by ci" in incident
+    # The chart came unasked at declaration, and again for /incident metrics, each with its values.
+    assert "[file: INC-1 checkout metrics, the last 1h to" in incident
+    assert "[file: INC-1 checkout metrics, the last 30m to" in incident
+    # The stand-in Prometheus's error rate rose from 0.4% to about 31% two minutes after the deploy.
+    latest = [float(v) for v in re.findall(r"• Error rate: ([0-9.]+)", incident)]
+    assert len(latest) == 2 and all(0.25 < v < 0.35 for v in latest)
+    postmortem = played.stdout.split(CHANNELS_END, 1)[1]
+    assert "Checkout requests failing" in postmortem and "v2.3.1" in postmortem
+
+
 def test_the_channels_show_as_slack_draws_them_not_as_mrkdwn(
     played: subprocess.CompletedProcess[str],
 ) -> None:
@@ -83,7 +106,10 @@ def test_the_timeline_names_people_as_the_channels_do(played: subprocess.Complet
 def test_every_persons_action_is_narrated(played: subprocess.CompletedProcess[str]) -> None:
     told = narration(played.stdout)
     for line in (
-        "@alice in #general: /incident sev2 Checkout requests failing",
+        "CI reports a deploy of checkout v2.3.1 (POST /events/change)",
+        "Alertmanager fires CheckoutErrors, severity critical (POST /alerts/alertmanager)",
+        "@alice clicks Declare SEV2 on the alert in #incident-managers",
+        "@bob: /incident metrics checkout 30m",
         '@alice ticks "How many users are affected?"',
         "@alice puts @carol's message on the timeline",
         "@alice: /incident commander @bob",

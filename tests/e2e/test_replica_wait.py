@@ -16,8 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot import keys
+from bot.alert_groups import AlertView, GroupRecord, group_id
+from bot.alert_store import AlertGroupStore
+from bot.alerts import BUILTIN_SEVERITY_MAP
 from bot.models import EventKind, Tick, TimelineEvent
 from bot.store import UNCONFIRMED_BACKOFF, Change, IncidentStore, ReplicaWait, connect
+from tests.evidence.alert_payloads import group
 from tests.topologies import ClusterSetup, RedisProcess, SentinelSetup
 from tests.unit.test_store import NOW, create, make_incident, seed_checklists, tick, tick_event
 
@@ -163,6 +167,34 @@ async def test_acknowledged_writes_wait_for_the_replica_and_a_silent_one_is_wait
         assert changed is True
         assert await _wait_calls(topology.master) == waits + 2
         assert (store.confirmed_writes, store.unconfirmed_writes) == (seeded + 4, 3)
+    finally:
+        await replica.aclose()
+        await store.close()
+
+
+async def test_an_alert_group_record_is_answered_once_the_replica_has_it(topology: Topology) -> None:
+    """What the webhook's 200 stands on (an alert group's record, by compare-and-set) waits for
+    the replica as an incident write does."""
+    store = IncidentStore(connect(topology.url), ReplicaWait(replicas=1, timeout_ms=500))
+    groups = AlertGroupStore(store)
+    replica = _client(topology.replica)
+    try:
+        if topology.cluster:
+            await replica.execute_command("READONLY")
+        group_key = next(
+            key
+            for key in (f'{{}}:{{alertname="Errors{n}"}}' for n in range(200))
+            if topology.same_master(keys.alert_group(group_id(key)))
+        )
+        view = AlertView.of(group(group_key=group_key), BUILTIN_SEVERITY_MAP)
+
+        async def first(current: GroupRecord | None) -> GroupRecord:
+            return GroupRecord.first(group_key, "0123456789abcdef", view, NOW)
+
+        written = groups.update(group_id(group_key), first, at=NOW, notified=True)
+        assert await _answered_after_resume(topology.replica, written)
+        assert await replica.exists(keys.alert_group(group_id(group_key)))
+        assert (store.confirmed_writes, store.unconfirmed_writes) == (1, 0)
     finally:
         await replica.aclose()
         await store.close()

@@ -14,11 +14,11 @@ from pydantic import ValidationError
 
 from bot.changes import ChangeEvent, ChangeKind
 from bot.charts import (
+    MAX_SERIES_DRAWN,
     PNG_SIGNATURE,
     ChartData,
     MarkerKind,
     Panel,
-    ServiceQueries,
     chart_filename,
     chart_spec,
     collect_chart,
@@ -27,6 +27,7 @@ from bot.charts import (
     render_png,
     upload_comment,
 )
+from bot.playbook import ServiceQueries
 from bot.prometheus import Point, PrometheusClient, PrometheusError, Series
 from tests.evidence_servers import StandIn
 
@@ -245,3 +246,18 @@ async def test_a_failing_query_is_named(stand_in: StandIn) -> None:
             await collect_chart(PrometheusClient(session, stand_in.url), sample_chart().spec)
     assert caught.value.query == QUERIES["Error rate"]  # the first panel's
     assert str(caught.value).endswith("failed: HTTP 503 (execution): query timed out")
+
+
+async def test_a_panel_keeps_the_series_it_draws_and_counts_the_rest(stand_in: StandIn) -> None:
+    t = END.timestamp()
+    stand_in.matrix(*({"metric": {"pod": f"p{n:02}"}, "values": [[t, str(n)]]} for n in range(25)))
+    spec = sample_chart().spec
+    async with aiohttp.ClientSession() as session:
+        data = await collect_chart(PrometheusClient(session, stand_in.url), spec)
+    panel = data.panel("Error rate")
+    assert [s.labels["pod"] for s in panel.series] == [f"p{n:02}" for n in range(MAX_SERIES_DRAWN)]
+    assert (panel.more_series, panel.series_count) == (25 - MAX_SERIES_DRAWN, 25)
+    assert upload_comment(data).splitlines()[1] == (
+        '• Error rate: 0 (pod="p00"), 1 (pod="p01"), 2 (pod="p02"), and 22 more series'
+    )
+    assert render_png(data).startswith(PNG_SIGNATURE)

@@ -4,14 +4,17 @@ kind of failure is reported. The real Prometheus is in test_live_servers.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from bot.prometheus import PrometheusClient, PrometheusError, choose_step
+from bot.prometheus import MAX_ANSWER_BYTES, PrometheusClient, PrometheusError, choose_step
 from tests.evidence_servers import StandIn
 from tests.topologies import LOOPBACK, free_ports
 
@@ -199,3 +202,153 @@ async def test_an_instant_query_reads_vectors_and_scalars(
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         asyncio.run(PrometheusClient(None, "http://x").query_range("up", START.replace(tzinfo=None), END))  # type: ignore[arg-type]
+
+
+# -- large answers ----------------------------------------------------------------------------
+
+
+def big_matrix(series: int, points: int = 241) -> bytes:
+    """A range answer as Prometheus writes it: `series` label sets of `points` samples each
+    (241 points, a 1 h window at the 15 s step, is about 6.9 kB a series)."""
+    t0 = START.timestamp()
+    result = [
+        {
+            "metric": {"__name__": "http_requests_total", "instance": f"10.0.{i // 250}.{i % 250}:9100"},
+            "values": [[t0 + 15 * j, f"{i + j / 1000:.6f}"] for j in range(points)],
+        }
+        for i in range(series)
+    ]
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class BigAnswers:
+    """A fake Prometheus answering `body`: whole (with a Content-Length), or streamed in chunks
+    without one; `endless` streams the same chunk until the client hangs up."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.chunked = False
+        self.endless = False
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if not self.chunked and not self.endless:
+            return web.Response(body=self.body, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = 64 * 1024
+        for at in range(0, len(self.body), chunk):
+            await response.write(self.body[at : at + chunk])
+        while self.endless:  # until the client closes the connection (the write then fails)
+            await response.write(b" " * chunk)
+        await response.write_eof()
+        return response
+
+
+@pytest.fixture
+async def big_answers() -> AsyncIterator[BigAnswers]:
+    fake = BigAnswers()
+    app = web.Application(client_max_size=1024)
+    app.router.add_post("/api/v1/query_range", fake.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, 0).start()
+    fake.url = f"http://{LOOPBACK}:{runner.addresses[0][1]}"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+TOO_LARGE = (
+    "failed: the answer is larger than 5 MB: aggregate the query (`sum by (…)`, `topk(…)`) "
+    "so that it returns fewer series"
+)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_answer_past_the_cap_is_refused_asking_to_aggregate(
+    big_answers: BigAnswers, chunked: bool
+) -> None:
+    big_answers.body, big_answers.chunked = big_matrix(800), chunked
+    assert len(big_answers.body) > MAX_ANSWER_BYTES == 5 * 1024 * 1024
+    async with aiohttp.ClientSession() as session:
+        client = PrometheusClient(session, big_answers.url, timeout=5.0)
+        with pytest.raises(PrometheusError) as caught:
+            await client.query_range(QUERY, START, END)
+    assert str(caught.value).endswith(TOO_LARGE)
+
+
+async def test_reading_stops_at_the_cap(big_answers: BigAnswers) -> None:
+    """An answer that never ends is refused once past the cap, not read until the timeout."""
+    big_answers.endless = True
+    async with aiohttp.ClientSession() as session:
+        client = PrometheusClient(session, big_answers.url, timeout=30.0)
+        began = time.monotonic()
+        with pytest.raises(PrometheusError) as caught:
+            await client.query_range(QUERY, START, END)
+    assert str(caught.value).endswith(TOO_LARGE)
+    assert time.monotonic() - began < 10
+
+
+async def test_an_answer_just_under_the_cap_is_read_off_the_event_loop(big_answers: BigAnswers) -> None:
+    big_answers.body = big_matrix(700)
+    assert 0.9 * MAX_ANSWER_BYTES < len(big_answers.body) < MAX_ANSWER_BYTES
+    longest_gap, last_tick = 0.0, time.perf_counter()
+
+    async def tick() -> None:
+        nonlocal longest_gap, last_tick
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            longest_gap, last_tick = max(longest_gap, now - last_tick), now
+
+    async with aiohttp.ClientSession() as session:
+        client = PrometheusClient(session, big_answers.url, timeout=10.0)
+        ticker = asyncio.create_task(tick())
+        try:
+            result = await client.query_range(QUERY, START, END)
+        finally:
+            longest_gap = max(longest_gap, time.perf_counter() - last_tick)
+            ticker.cancel()
+
+        # Read and validated on the loop, 700 series stall it most of a second (1,000: 0.96 s).
+        assert longest_gap < 0.25, f"the event loop stalled {longest_gap:.2f}s while the answer was read"
+        assert len(result.series) == 700 and result.more_series == 0
+        last = result.series[-1]
+        assert last.labels["instance"] == "10.0.2.199:9100" and len(last.points) == 241
+        assert last.points[0] == (START, 699.0) and last.points[-1].value == 699.24
+
+        # A chart keeps the series it draws: the others are counted, never made into models.
+        cut = await client.query_range(QUERY, START, END, max_series=10)
+    assert (len(cut.series), cut.more_series) == (10, 690)
+    assert cut.series == result.series[:10]
+
+
+async def test_an_answer_in_any_layout_is_read_and_cut_alike(
+    stand_in: StandIn, client: PrometheusClient
+) -> None:
+    """Keys in another order, blanks between tokens: the result is cut however it is written."""
+    t0 = START.timestamp()
+    answer = {
+        "data": {
+            "result": [{"metric": {"n": str(n)}, "values": [[t0, str(n)]]} for n in range(4)],
+            "resultType": "matrix",
+        },
+        "warnings": ["w"],
+        "status": "success",
+    }
+    stand_in.body = json.dumps(answer, indent=2)
+    result = await client.query_range(QUERY, START, END, max_series=3)
+    assert [s.labels["n"] for s in result.series] == ["0", "1", "2"]
+    assert result.more_series == 1 and result.warnings == ("w",)
+
+    all_of_it = await client.query_range(QUERY, START, END)
+    assert len(all_of_it.series) == 4 and all_of_it.more_series == 0
+
+    stand_in.body = json.dumps(answer)[:-1]  # cut short
+    with pytest.raises(PrometheusError, match="is not Prometheus JSON"):
+        await client.query_range(QUERY, START, END)
