@@ -37,6 +37,7 @@ from bot.settings import Settings
 from bot.slack_gateway import SlackGateway
 from bot.startup import (
     CONFIGURATION,
+    UNREACHABLE,
     StartupError,
     check_app_token,
     check_bot_token,
@@ -231,7 +232,8 @@ async def _serve_socket_mode(bot: IncidentBot, host: str, port: int) -> int:
     health = await _serve_health(bot, host, port)
     await bot.start()
     try:
-        await handler.connect_async()  # type: ignore[no-untyped-call]
+        if not await _connected(handler, stop, bot.settings.startup_timeout.total_seconds()):
+            return 0  # stopped while connecting
         log.info("connected over Socket Mode; health on http://%s:%d/healthz", host, port)
         await stop.wait()
     finally:
@@ -240,6 +242,41 @@ async def _serve_socket_mode(bot: IncidentBot, host: str, port: int) -> int:
         await handler.close_async()  # type: ignore[no-untyped-call]
         await health.cleanup()
     return 0
+
+
+async def _connected(handler: Any, stop: asyncio.Event, timeout: float) -> bool:
+    """Open the Socket Mode connection: True once open, False if stopped first; StartupError
+    (exit 1) if it does not open within `timeout`. slack_sdk retries a WebSocket that does not
+    open forever, logging a traceback each time: quietly here, as every start-up check is."""
+    failures: list[str] = []
+
+    def quiet(record: logging.LogRecord) -> bool:
+        failures.append(record.getMessage())
+        return record.levelno < logging.WARNING
+
+    socket_log = handler.client.logger
+    socket_log.addFilter(quiet)
+    connecting = asyncio.ensure_future(handler.connect_async())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {connecting, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        socket_log.removeFilter(quiet)
+        stopped.cancel()
+        if not connecting.done():
+            connecting.cancel()
+    if connecting in done:
+        connecting.result()
+        return True
+    if stopped in done:
+        return False
+    reason = failures[-1].splitlines()[0].split("; Retrying")[0].rstrip(".") if failures else "no answer"
+    raise StartupError(
+        f"Slack's Socket Mode connection did not open within {timeout:g} s (STARTUP_TIMEOUT): {reason}.",
+        UNREACHABLE,
+    )
 
 
 async def _deliver(bot: IncidentBot, host: str, port: int | None) -> int:
@@ -303,6 +340,8 @@ def _build(settings: Settings, *, deliver_here: bool = True) -> IncidentBot:
         raise StartupError(f"the playbook is not valid: {_joined(str(exc))}") from None
     except RedisUrlError as exc:
         raise StartupError(str(exc)) from None
+    except (ValueError, TypeError) as exc:  # redis-py's own reading of REDIS_URL's options
+        raise StartupError(f"REDIS_URL is not valid for redis-py: {str(exc).rstrip('.')}.") from None
 
 
 def _joined(text: str) -> str:

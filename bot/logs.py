@@ -112,7 +112,6 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"} if fmt == "json" else {"format": TEXT_FORMAT}
     )
-    quiet = logging.getLevelName(max(logging.WARNING, logging.getLevelName(level)))
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -132,8 +131,10 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
             "uvicorn": {"level": level, "handlers": [], "propagate": True},
             "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
             "uvicorn.access": {"level": level, "handlers": [], "propagate": True},
-            # APScheduler logs every run of the 4-per-second poll at INFO: about 650,000 lines a day.
-            "apscheduler": {"level": quiet},
+            # APScheduler logs every run of the 4-per-second poll at INFO: about 650,000 lines a day,
+            # and a run skipped while the last one still works at WARNING, though that is how the
+            # jobs are meant to run (one at a time, coalesced); what they fail to do, they log.
+            "apscheduler": {"level": "ERROR"},
         },
     }
 
@@ -141,3 +142,5 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
 def configure(level: str, fmt: str) -> None:
     """Set up logging for this process: the same in `run`, its workers, `deliver` and `check`."""
     logging.config.dictConfig(logging_config(level, fmt))
+    # Python's warnings (a library's DeprecationWarning...) as log records, in the same format.
+    logging.captureWarnings(True)

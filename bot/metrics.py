@@ -236,7 +236,8 @@ async def _shared_gauges(store: IncidentStore, quiet: Throttled) -> list[Metric]
             incidents = await store.get_incidents(await store.open_incident_ids())
             pending = await store.pending_effects()
     except (StoreUnavailable, TimeoutError) as exc:
-        quiet.warn("redis", "metrics served without the gauges read from Redis: %s", exc or "no answer")
+        why = str(exc) or "no answer in time"
+        quiet.warn("redis", "metrics served without the gauges read from Redis: %s", why)
         up.add_metric([], 0)
         return [up]
     up.add_metric([], 1)

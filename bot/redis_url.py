@@ -49,16 +49,28 @@ class RedisTarget:
     def describe(self) -> str:
         """Where the store is, without the password: for logs and `incident-bot check`."""
         if self.topology is Topology.SINGLE:
-            return re.sub(r"//[^@/]*@", "//***@", self.url)
+            return redacted(self.url)
         nodes = ",".join(f"{h}:{p}" for h, p in self.hosts)
         if self.topology is Topology.SENTINEL:
             return f"Sentinel master '{self.master}' (db {self.db}) via {nodes}"
         return f"Redis Cluster via {nodes}"
 
 
+def redacted(url: str) -> str:
+    """The URL without its credentials: the userinfo (up to the authority's last `@`, since a
+    password may hold an `@`) and any password or username in the query."""
+    scheme, sep, rest = url.partition("//")
+    if sep:
+        authority, slash, tail = rest.partition("/")
+        if "@" in authority:
+            authority = "***@" + authority.rpartition("@")[2]
+        rest = authority + slash + tail
+    shown = scheme + sep + rest
+    return re.sub(r"(?i)([?&](?:password|username|user|pass)=)[^&#]*", r"\1***", shown)
+
+
 def _refuse(url: str, why: str) -> RedisUrlError:
-    shown = re.sub(r"//[^@/]*@", "//***@", url)
-    return RedisUrlError(f"REDIS_URL '{shown}' {why}; use one of: {ACCEPTED_FORMS}")
+    return RedisUrlError(f"REDIS_URL '{redacted(url)}' {why}; use one of: {ACCEPTED_FORMS}")
 
 
 def _hosts(url: str, netloc: str, default_port: int) -> tuple[tuple[str, int], ...]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from bot import keys
 from bot.errors import StoreUnavailable
@@ -33,13 +34,22 @@ CHECK_BATCH = 200  # incident numbers checked per sweep for a missing expiry
 MAX_BATCHES = 10  # steps per sweep; the next sweep goes on from there
 
 # Delete every key of an incident that is due, unless its record is there and not resolved
-# (never happens, unless a number was reused after a data loss: then the index entry goes alone).
+# (never happens, unless a number was reused after a data loss: then the index entry goes alone),
+# or its record expires after ARGV[2] (unix ms): the index was scored by a process with a shorter
+# INCIDENT_RETENTION than the one that resolved it. Then the record's own expiry (unix ms) is
+# returned, and the index is scored again by it.
 _FORGET = """
 local raw = redis.call('GET', KEYS[1])
 if raw and cjson.decode(raw)['status'] ~= ARGV[1] then return 0 end
+if raw then
+  local expires = redis.pcall('PEXPIRETIME', KEYS[1])
+  if type(expires) == 'number' and expires > tonumber(ARGV[2]) then return expires end
+end
 redis.call('DEL', unpack(KEYS))
 return 1
 """
+# How much later than its index entry a record may expire and still be taken for due.
+EXPIRY_SLACK_MS = 60_000
 
 # Give a resolved incident without an expiry one (ARGV[1], ms); 0 if it has one or is not resolved.
 _ADOPT = """
@@ -117,8 +127,9 @@ class Retention:
 
     @translate_errors
     async def adopt_unexpiring(self, now: datetime) -> None:
-        """Resolved incidents without an expiry (resolved before retention existed, or while it was
-        0): the next CHECK_BATCH incident numbers are checked, once each."""
+        """Resolved incidents without an expiry (resolved before retention existed): the next
+        CHECK_BATCH incident numbers are checked, once each. (Those resolved while
+        INCIDENT_RETENTION was 0 are kept forever, as they were when resolved.)"""
         checked = int(await self.redis.get(keys.RETENTION_CHECKED) or 0)
         last = int(await self.redis.get(keys.SEQUENCE) or 0)
         if checked >= last:
@@ -145,17 +156,24 @@ class Retention:
     async def forget_due(self, now: datetime) -> int:
         """Up to SWEEP_BATCH incidents due by `now`: their keys (whatever did not expire by
         itself), their index entries, then their resolved-index entry. Returns how many were due."""
-        due = [
-            str(i)
-            for i in await self.redis.zrangebyscore(
-                keys.RESOLVED, "-inf", expiry_score(now), start=0, num=SWEEP_BATCH
-            )
-        ]
+        found: list[Any] = await self.redis.zrangebyscore(
+            keys.RESOLVED, "-inf", expiry_score(now), start=0, num=SWEEP_BATCH, withscores=True
+        )
+        listed = [(str(i), float(score)) for i, score in found]
+        due = [i for i, _ in listed]
         if not due:
             return 0
-        status = [Status.RESOLVED.value]
-        results = await asyncio.gather(*(self._forget(keys=keys.incident_keys(i), args=status) for i in due))
-        await self._unindex([i for i, forgotten in zip(due, results, strict=True) if forgotten])
+
+        def forget(incident_id: str, score: float) -> Awaitable[Any]:
+            latest = int(score * 1000) + EXPIRY_SLACK_MS
+            return self._forget(keys=keys.incident_keys(incident_id), args=[Status.RESOLVED.value, latest])
+
+        results = [int(r) for r in await asyncio.gather(*(forget(i, score) for i, score in listed))]
+        later = {i: r for i, r in zip(due, results, strict=True) if r > 1}
+        if later:
+            # Still kept: due when its record expires, not before.
+            await self.redis.zadd(keys.RESOLVED, {i: ms / 1000 for i, ms in later.items()}, xx=True)
+        await self._unindex([i for i, r in zip(due, results, strict=True) if r == 1])
         # Last, so a sweep that stops halfway leaves the entry for the next one.
         await self._drop_due(keys=[keys.RESOLVED], args=[expiry_score(now), *due])
         return len(due)

@@ -7,6 +7,7 @@ same scheduler runs the retention sweep once a minute (`housekeeping`), safe in 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC
@@ -62,6 +63,8 @@ class ReminderClock:
     async def _poll(self) -> None:
         try:
             await self.deliver()
+        except asyncio.CancelledError:
+            _stopped_midway("reminder poll")
         except Exception:
             log.exception("delivering due reminders failed; retrying on the next poll")
 
@@ -69,5 +72,13 @@ class ReminderClock:
         assert self.housekeeping is not None
         try:
             await self.housekeeping()
+        except asyncio.CancelledError:
+            _stopped_midway("retention sweep")
         except Exception:
             log.exception("the retention sweep failed; retrying in %.0f s", self.housekeeping_seconds)
+
+
+def _stopped_midway(job: str) -> None:
+    """`stop()` cancels a job that is running: the end of the job, not a failure (APScheduler
+    would log the cancellation with a traceback). What it had claimed, another poll takes up."""
+    log.debug("the %s was stopped midway", job)

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
                 return choice
         raise ValueError(f"use one of {', '.join(choices)}")
 
+    @field_validator("slack_api_url", "prometheus_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
     @field_validator("startup_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:

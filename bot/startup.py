@@ -129,19 +129,25 @@ async def _retrying(attempt: Callable[[], Awaitable[T]], timeout: float, what: s
 async def check_redis(settings: Settings, timeout: float) -> str:
     """Redis at REDIS_URL answers: where it is, for `check`. StartupError otherwise."""
     where = parse_redis_url(settings.redis_url).describe()
-    client = connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
+    try:
+        client = connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password or None)
+    except (ValueError, TypeError) as exc:  # redis-py's own reading of the URL's options
+        raise StartupError(f"REDIS_URL is not valid for redis-py ({where}): {_reason(exc)}.") from None
 
     async def ping() -> str:
         try:
             await client.ping()
         except (redis_errors.AuthenticationError, redis_errors.AuthorizationError) as exc:
             raise StartupError(f"Redis at {where} refused the credentials in REDIS_URL: {exc}") from None
+        except TypeError as exc:  # an option in the URL's query that redis-py does not know
+            raise StartupError(f"REDIS_URL is not valid for redis-py ({where}): {_reason(exc)}.") from None
         except (
             redis_errors.ConnectionError,
             redis_errors.TimeoutError,
             redis_errors.BusyLoadingError,
             redis_errors.ClusterDownError,
             redis_errors.TryAgainError,
+            redis_errors.RedisClusterException,  # no node answers yet, or not a Cluster
             OSError,
         ) as exc:
             raise _Transient(_reason(exc)) from None
@@ -244,6 +250,11 @@ def _refusal(exc: SlackApiError, method: str, variable: str, settings: Settings)
             f"(is SLACK_API_URL={settings.slack_api_url!r} right?)"
         )
     error = str(data.get("error") or "unknown_error")
+    if error == "missing_scope" and variable == "SLACK_APP_TOKEN":
+        return StartupError(
+            "Slack refused SLACK_APP_TOKEN (missing_scope): give the app-level token the "
+            "connections:write scope (Basic Information, App-Level Tokens)."
+        )
     if error in REFUSED_TOKEN:
         return StartupError(
             f"Slack refused {variable} ({error}): copy the token again from the app's settings."

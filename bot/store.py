@@ -899,15 +899,18 @@ class IncidentStore:
         expires = self.expires_at(incident)
         borrowed = None if incident.dedicated_channel else incident.channel_id
 
-        def queue(pipe: Pipeline) -> None:
-            pipe.zrem(keys.OPEN, incident.id)
+        def resolved(pipe: Pipeline) -> None:
             # gt: an expiry the sweep gave an incident resolved before retention is not brought forward.
             score = math.inf if expires is None else expiry_score(expires)
             pipe.zadd(keys.RESOLVED, {incident.id: score}, gt=True)
             if borrowed is not None:
                 _queue_script(pipe, self._release, CHANNEL_INDEX, [borrowed, incident.id])
 
-        await self._pipeline(queue)
+        # Listed as resolved before it leaves the open index: the two are in different slots (on
+        # a Cluster, perhaps on different masters), and an incident in neither would be swept
+        # never. Open and resolved at once, the sweep's close_strays finishes it.
+        await self._pipeline(resolved)
+        await self.redis.zrem(keys.OPEN, incident.id)
 
     @translate_errors
     async def release_channel(self, channel_id: str, incident_id: str) -> bool:

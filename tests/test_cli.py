@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -102,6 +103,17 @@ BOT = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
         ({"SLACK_APP_TOKEN": "xoxb-2"}, (), "SLACK_APP_TOKEN must be an app-level token"),
         ({}, ("--host", "nowhere.invalid"), "--host 'nowhere.invalid' is not an address to listen on"),
         ({}, ("--host", "192.0.2.1"), "192.0.2.1 is not an address of this machine"),
+        (
+            {"SLACK_API_URL": "slack.com/api"},
+            (),
+            "SLACK_API_URL='slack.com/api' is not valid: must be an http",
+        ),
+        ({"PROMETHEUS_URL": "prometheus:9090"}, (), "PROMETHEUS_URL='prometheus:9090' is not valid"),
+        (
+            {"REDIS_URL": "redis://127.0.0.1:1/0?socket_timeout=abc"},
+            (),
+            "REDIS_URL is not valid for redis-py",
+        ),
     ],
 )
 def test_each_bad_setting_is_one_line_and_exit_2(
@@ -114,10 +126,19 @@ def test_each_bad_setting_is_one_line_and_exit_2(
     assert "Traceback" not in done.stderr and "pydantic" not in done.stderr
 
 
-def test_a_secret_that_is_not_valid_is_not_echoed() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://user:hunter2@h:7000/3",
+        "redis://:hunt@er2@127.0.0.1:1/0?socket_timeout=abc",
+        "redis://127.0.0.1:1/0?password=hunter2&socket_timeout=abc",
+    ],
+)
+def test_a_redis_password_is_never_echoed(url: str) -> None:
     """A wrong value is shown to help fix it, except where it may be a secret."""
-    done = run_bot({**BOT, "REDIS_URL": "redis+cluster://user:hunter2@h:7000/3"})
-    assert done.returncode == 2 and "hunter2" not in done.stderr
+    done = run_bot({**BOT, "REDIS_URL": url})
+    assert done.returncode == 2 and done.stderr.startswith("incident-bot: ")
+    assert "hunter2" not in done.stderr and "er2@" not in done.stderr
 
 
 @pytest.mark.parametrize("mode", ["http", "socket"])
@@ -218,3 +239,25 @@ def test_the_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"incident-bot {importlib.metadata.version('incident-bot')}"
+
+
+def test_json_logs_hold_python_warnings_and_tracebacks_too() -> None:
+    """In json mode every line is an object, whatever writes it: a library's warning, a logged
+    exception with its traceback."""
+    script = (
+        "import logging, warnings\n"
+        "from bot.logs import configure\n"
+        "configure('INFO', 'json')\n"
+        "warnings.warn('an old API', DeprecationWarning, stacklevel=1)\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    logging.getLogger('bot.test').exception('it failed')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script], capture_output=True, text=True, timeout=30
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [line["level"] for line in lines] == ["WARNING", "ERROR"]
+    assert "an old API" in lines[0]["message"]
+    assert "ZeroDivisionError" in lines[1]["exception"]

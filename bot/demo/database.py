@@ -2,12 +2,15 @@
 
 The demo writes the keys the bot writes (bot/keys.py) and, when it ends, deletes them: only
 keys matching `keys.PATTERNS`, never a flush, so other apps' keys in the database are left as they
-are. Before it writes, it looks for such keys: without the demo's marker beside them they are some
-bot's incidents, and the demo refuses the database; with it they are what a demo that was killed
-left behind, and they go.
+are. Before it writes, it looks for such keys: without the demo's marker beside them, or with a
+store identity other than the one the marker names, they are some bot's incidents, and the demo
+refuses the database; else they are what a demo that was killed left behind, and they go.
 """
 
 from __future__ import annotations
+
+import secrets
+from fnmatch import fnmatchcase
 
 import redis.asyncio as aioredis
 
@@ -17,9 +20,9 @@ from bot import keys
 class DatabaseInUse(Exception):
     """The database holds incident-bot keys that no demo wrote."""
 
-    def __init__(self, found: list[str]) -> None:
+    def __init__(self, found: list[str], why: str = "") -> None:
         shown = ", ".join(sorted(found)[:3]) + (", …" if len(found) > 3 else "")
-        super().__init__(f"it holds incident-bot data ({shown}) that no demo wrote")
+        super().__init__(why or f"it holds incident-bot data ({shown}) that no demo wrote")
         self.found = found
 
 
@@ -38,17 +41,34 @@ async def bot_keys(redis: aioredis.Redis) -> list[str]:
 
 
 async def claim(redis: aioredis.Redis) -> None:
-    """Make the database ready for a demo: raises DatabaseInUse if a bot's data is there, else
-    marks it as the demo's and deletes what an earlier demo left."""
+    """Make the database ready for a demo: raises DatabaseInUse if a bot's data is there or a bot
+    runs on it, else deletes what an earlier demo left and marks the database as this demo's.
+
+    The marker names the store identity the demo gives the database (the bot takes whatever
+    identity it finds for its own): leftovers are a demo's only while the identity is still that
+    one. A bot that started on the database since made its own, and its data is never deleted."""
     left = await bot_keys(redis)
-    if left and not await redis.exists(keys.DEMO_MARKER):
-        raise DatabaseInUse(left)
-    await redis.set(keys.DEMO_MARKER, "1")
-    await _delete(redis, left)
+    if left:
+        marker = await redis.get(keys.DEMO_MARKER)
+        identity = await redis.get(keys.IDENTITY)
+        if marker is None or identity not in (None, marker):
+            raise DatabaseInUse(left)
+        running = [name for name in left if fnmatchcase(name, keys.process_alive("*"))]
+        if running:
+            raise DatabaseInUse(running, "a bot process is running on it (or stopped seconds ago)")
+        await _delete(redis, left)
+    identity = f"store-demo-{secrets.token_hex(8)}"
+    # The marker first: a demo killed in between leaves a marker without an identity, still its own.
+    await redis.set(keys.DEMO_MARKER, identity)
+    await redis.set(keys.IDENTITY, identity)
 
 
 async def release(redis: aioredis.Redis) -> None:
-    """Delete the keys the demo wrote, then its marker."""
+    """Delete the keys the demo wrote, then its marker; nothing if the store is no longer the
+    demo's (a bot started on the database meanwhile: its data stays)."""
+    marker = await redis.get(keys.DEMO_MARKER)
+    if marker is None or await redis.get(keys.IDENTITY) not in (None, marker):
+        raise DatabaseInUse(await bot_keys(redis), "a bot took the database over while the demo ran")
     await _delete(redis, await bot_keys(redis))
     await redis.delete(keys.DEMO_MARKER)
 

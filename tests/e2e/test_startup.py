@@ -305,3 +305,48 @@ async def test_json_logs_are_one_object_a_line_in_every_process(
     # Lines logged while serving the declaration name its request; those of its delivery, the incident.
     assert any(line.get("request") for line in lines)
     assert any(line.get("incident") == "INC-1" for line in lines)
+
+
+async def socket_mode_nowhere(request: web.Request) -> web.Response:
+    """Slack takes both tokens, but the WebSocket it names does not open."""
+    if request.match_info["method"] == "apps.connections.open":
+        return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{free_port()}/link"})
+    return web.json_response({"ok": True, "user": "incident-bot", "team": "Acme", "bot_id": "B1"})
+
+
+async def test_a_socket_mode_connection_that_never_opens_is_one_line_and_exit_1(redis_test_url: str) -> None:
+    """Quiet while it tries (slack_sdk would log a traceback a try), then one line."""
+    async with fake_slack(socket_mode_nowhere) as url:
+        env = clean_env(
+            SLACK_BOT_TOKEN="xoxb-1",
+            SLACK_APP_TOKEN="xapp-1",
+            SLACK_API_URL=url,
+            REDIS_URL=redis_test_url,
+            LOG_LEVEL="WARNING",
+        )
+        code, _, err = await cli(env, "run", "--port", "0")
+    assert code == 1
+    line = one_line(err)
+    assert "Socket Mode connection did not open within 1 s (STARTUP_TIMEOUT): Failed to connect" in line
+
+
+async def test_sigterm_while_socket_mode_connects_stops_the_bot() -> None:
+    async with fake_slack(socket_mode_nowhere) as url:
+        env = clean_env(
+            SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1", SLACK_API_URL=url, STARTUP_TIMEOUT="60s"
+        )
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", "--port", str(port), env=env, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            healthy = http_healthy(port)
+            for _ in range(200):  # up (its health port answers), and still connecting
+                if await healthy():
+                    break
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), timeout=10)
+        finally:
+            await stop_bot_process(proc)
+    assert proc.returncode == 0 and "Traceback" not in err.decode()

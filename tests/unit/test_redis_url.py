@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.redis_url import RedisTarget, RedisUrlError, Topology, parse_redis_url
+from bot.redis_url import RedisTarget, RedisUrlError, Topology, parse_redis_url, redacted
 
 
 @pytest.mark.parametrize(
@@ -83,3 +83,18 @@ def test_a_refusal_never_shows_the_password() -> None:
     with pytest.raises(RedisUrlError) as refused:
         parse_redis_url("redis+cluster://user:hunter2@h:7000/5")
     assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:secret@h:6379/0", "redis://***@h:6379/0"),
+        ("redis://user:se@cret@h:6379/0", "redis://***@h:6379/0"),  # an @ in the password
+        ("redis://h:6379/0?password=secret&db=1", "redis://h:6379/0?password=***&db=1"),
+        ("rediss://h:6379/0?username=u&password=p", "rediss://h:6379/0?username=***&password=***"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+    ],
+)
+def test_a_url_is_shown_without_its_credentials(url: str, shown: str) -> None:
+    assert redacted(url) == shown
+    assert parse_redis_url(url).describe() == shown

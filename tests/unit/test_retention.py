@@ -270,6 +270,27 @@ async def test_the_sweep_closes_an_incident_a_dead_process_left_open(
 
 
 @ON_REDIS
+async def test_a_process_with_a_shorter_retention_never_deletes_an_incident_early(
+    any_redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    """Resolved under 90 days by a process that died before it listed it; a process set to one hour
+    lists it by its own setting, but the sweep goes by when the record itself expires."""
+    long = build(any_redis, clock, retention=timedelta(days=90))
+    incident = await declare(long, "r1")
+    resolved_at = clock.advance(60)
+    await long.store.update_incident(incident.id, lambda i: Change(i.resolved(resolved_at)))
+
+    short = build(any_redis, clock)  # RETENTION, one hour
+    await Retention(short.store, clock).sweep()  # closes it, scored an hour after the resolution
+    clock.advance(RETENTION.total_seconds() + 120)
+    assert await Retention(short.store, clock).sweep() == 1  # due by the index...
+
+    assert await short.store.get_incident(incident.id) == await long.store.get_incident(incident.id)
+    kept_until = expiry_ms(resolved_at + timedelta(days=90)) / 1000
+    assert await any_redis.zscore(keys.RESOLVED, incident.id) == pytest.approx(kept_until, abs=2)
+
+
+@ON_REDIS
 async def test_an_incident_open_again_keeps_its_keys_for_good(
     any_redis: aioredis.Redis, clock: FakeClock
 ) -> None:
