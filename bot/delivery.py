@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import assert_never
@@ -224,17 +224,7 @@ class Delivery:
         """Deliver the outbox of every incident due now; returns how many were looked at."""
         await self._beat()
         claims = await self.store.claim_outboxes(self.clock(), self.config.lease, CLAIM_BATCH)
-        slots = asyncio.Semaphore(self.config.concurrency)
-
-        async def one(claim: OutboxClaim) -> None:
-            async with slots:
-                await self.deliver_incident(claim)
-
-        results = await asyncio.gather(*(one(c) for c in claims), return_exceptions=True)
-        for claim, result in zip(claims, results, strict=True):
-            if isinstance(result, Exception):
-                # Its lease expires and it is looked at again then.
-                log.error("delivery for %s failed: %r", claim.incident_id, result)
+        await work_on_claims(claims, self.deliver_incident, self.config.concurrency, "delivery for %s")
         if len(claims) == CLAIM_BATCH:
             self._wake.set()  # more may be due: look again at once, not at the next poll
         return len(claims)
@@ -707,6 +697,26 @@ class Delivery:
                 wait = result.retry_after or self.config.backoff_base
                 retry_in = wait if retry_in is None else min(retry_in, wait)
         return retry_in
+
+
+async def work_on_claims(
+    claims: list[OutboxClaim],
+    work: Callable[[OutboxClaim], Awaitable[None]],
+    concurrency: int,
+    what: str,
+) -> None:
+    """`work` on each claim, `concurrency` at a time. One that fails is logged (`what` names it,
+    with %s for the claimed member); its lease expires and it is claimed again then."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(claim: OutboxClaim) -> None:
+        async with slots:
+            await work(claim)
+
+    results = await asyncio.gather(*(one(c) for c in claims), return_exceptions=True)
+    for claim, result in zip(claims, results, strict=True):
+        if isinstance(result, Exception):
+            log.error(what + " failed: %r", claim.incident_id, result)
 
 
 def _target_of(effect: Effect) -> Target | None:

@@ -29,7 +29,7 @@ from bot import keys
 from bot.alert_groups import GroupRecord, TriageMessage, TriageState
 from bot.blocks import Rendered
 from bot.blocks.triage import triage_message
-from bot.delivery import GONE_MESSAGE, DeliveryConfig
+from bot.delivery import GONE_MESSAGE, DeliveryConfig, work_on_claims
 from bot.errors import IncidentNotFound, StoreUnavailable
 from bot.logs import Throttled
 from bot.slack_gateway import Result, SlackGateway
@@ -133,16 +133,7 @@ class TriageDelivery:
         claims = await self.store.claim_outboxes(
             self.clock(), self.config.lease, CLAIM_BATCH, due=keys.TRIAGE_DUE
         )
-        slots = asyncio.Semaphore(self.config.concurrency)
-
-        async def one(claim: OutboxClaim) -> None:
-            async with slots:
-                await self.deliver_group(claim)
-
-        results = await asyncio.gather(*(one(c) for c in claims), return_exceptions=True)
-        for claim, result in zip(claims, results, strict=True):
-            if isinstance(result, Exception):
-                log.error("triage of alert group %s failed: %r", claim.incident_id, result)
+        await work_on_claims(claims, self.deliver_group, self.config.concurrency, "triage of alert group %s")
         if len(claims) == CLAIM_BATCH:
             self._wake.set()
         return len(claims)

@@ -16,6 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+import bot.charting
+from bot.charts import ChartData
 from bot.demo.harness import RedisServer
 from bot.store import IncidentStore, connect
 from tests.topologies import ClusterSetup, SentinelSetup
@@ -168,3 +170,17 @@ def _keys_from_every_master(client: RedisCluster) -> None:
 @pytest.fixture
 async def store(any_redis: aioredis.Redis) -> IncidentStore:
     return IncidentStore(any_redis)
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[ChartData]:
+    """The data of every chart the bot renders (the real renderer still draws it)."""
+    seen: list[ChartData] = []
+    render = bot.charting.render_chart
+
+    async def recording(data: ChartData) -> bytes:
+        seen.append(data)
+        return await render(data)
+
+    monkeypatch.setattr(bot.charting, "render_chart", recording)
+    return seen

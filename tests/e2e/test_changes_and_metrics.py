@@ -17,7 +17,6 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-import bot.charting
 from bot.blocks.changes import CHANGES_MAX_LINES
 from bot.change_log import ChangeLog
 from bot.change_receiver import ChangeReceiver
@@ -128,20 +127,6 @@ async def charting(
 ) -> AsyncIterator[Running]:
     async with charting_bot(real_redis, tmp_path, prometheus_url=prometheus.url) as running:
         yield running
-
-
-@pytest.fixture
-def drawn(monkeypatch: pytest.MonkeyPatch) -> list[ChartData]:
-    """The data of every chart the bot renders (the real renderer still draws it)."""
-    seen: list[ChartData] = []
-    render = bot.charting.render_chart
-
-    async def recording(data: ChartData) -> bytes:
-        seen.append(data)
-        return await render(data)
-
-    monkeypatch.setattr(bot.charting, "render_chart", recording)
-    return seen
 
 
 async def command(running: Running, user: str, channel: str, text: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-import bot.charting
 from bot.charts import PNG_SIGNATURE, ChartData, MarkerKind
 from bot.demo.harness import Running, eventually, running_bot
 from bot.intake import ALERTS_PATH, CHANGES_PATH
@@ -55,20 +54,6 @@ async def bot_charting(
         settings={"INCIDENT_ALERT_TOKEN": token, "PROMETHEUS_URL": prometheus_url},
     ) as running:
         yield running
-
-
-@pytest.fixture
-def drawn(monkeypatch: pytest.MonkeyPatch) -> list[ChartData]:
-    """The data of every chart the bot renders (the real renderer still draws it)."""
-    seen: list[ChartData] = []
-    render = bot.charting.render_chart
-
-    async def recording(data: ChartData) -> bytes:
-        seen.append(data)
-        return await render(data)
-
-    monkeypatch.setattr(bot.charting, "render_chart", recording)
-    return seen
 
 
 async def post_change(
