@@ -314,7 +314,8 @@ class _Server:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> Self:
-        return self.start()
+        # `with server.start():` too: a second start would lose the first process, left running.
+        return self if self._processes and self.process.running() else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -79,7 +79,7 @@ async def alerting(
             if os.environ.get("CI"):  # .ci/run installs it: a skip there would hide a broken step
                 pytest.fail(f"CI needs it: {exc}")
             pytest.skip(str(exc))
-        with server.start():
+        with server:
             yield slack, running, counting, server
 
 

@@ -207,7 +207,7 @@ async def test_an_alert_declared_from_alertmanager_brings_recent_changes_and_its
             if os.environ.get("CI"):
                 pytest.fail(f"CI needs it: {exc}")
             pytest.skip(str(exc))
-        with server.start():
+        with server:
             firing = alert("CheckoutErrors", labels={"service": SERVICE, "severity": "critical"})
             await server.post_alerts([firing])
 
