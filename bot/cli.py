@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
+import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -32,6 +33,7 @@ from bot.logs import logging_config
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import counted_across_workers
 from bot.playbook import PlaybookError, load_playbook
+from bot.prometheus import PrometheusClient, PrometheusError
 from bot.redis_url import RedisUrlError
 from bot.settings import Settings
 from bot.slack_gateway import SlackGateway
@@ -450,7 +452,23 @@ def check(_: argparse.Namespace) -> int:
         report("SLACK_BOT_TOKEN", _awaited(_bot_token(settings)))
     if settings.slack_app_token.startswith("xapp-"):
         report("SLACK_APP_TOKEN", _awaited(_app_token(settings)))
+    if settings.alert_token:
+        where = settings.triage_channel or settings.stakeholder_channel or "nowhere (no channel is set)"
+        print(f"{'evidence':<16} on: /alerts/alertmanager and /events/change; alerts go to {where}")
+    if settings.prometheus_url:
+        report("PROMETHEUS_URL", _awaited(_prometheus(settings)))
     return exit_code
+
+
+async def _prometheus(settings: Settings) -> str:
+    """Prometheus answers a query, as `/incident metrics` will ask it."""
+    async with aiohttp.ClientSession() as session:
+        client = PrometheusClient(session, settings.prometheus_url, timeout=5.0)
+        try:
+            await client.query("vector(1)")
+        except PrometheusError as exc:
+            raise StartupError(f"PROMETHEUS_URL: {exc.problem}", UNREACHABLE) from None
+    return f"{settings.prometheus_url} answers queries"
 
 
 def _configuration(settings: Settings) -> None:

@@ -350,3 +350,28 @@ async def test_sigterm_while_socket_mode_connects_stops_the_bot() -> None:
         finally:
             await stop_bot_process(proc)
     assert proc.returncode == 0 and "Traceback" not in err.decode()
+
+
+async def test_check_asks_prometheus_when_charts_are_on(redis_test_url: str) -> None:
+    from bot.demo.standin.prometheus import PrometheusStandIn
+    from bot.models import utcnow
+
+    async with SlackStandIn() as slack, PrometheusStandIn(rise_at=utcnow()) as prometheus:
+        base = clean_env(
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_SIGNING_SECRET="s",
+            SLACK_API_URL=slack.url,
+            REDIS_URL=redis_test_url,
+            INCIDENT_ALERT_TOKEN="t",
+            INCIDENT_TRIAGE_CHANNEL="C0TRIAGE",
+        )
+        code, out, err = await cli({**base, "PROMETHEUS_URL": prometheus.url}, "check")
+        assert code == 0, err
+        assert f"PROMETHEUS_URL   ok: {prometheus.url} answers queries" in out.splitlines()
+        assert "evidence         on: /alerts/alertmanager and /events/change; alerts go to C0TRIAGE" in out
+        assert prometheus.queries == ["vector(1)"]
+
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        code, out, err = await cli({**base, "PROMETHEUS_URL": nowhere}, "check")
+    assert code == 1 and "PROMETHEUS_URL   FAILED" in out
+    assert one_line(err) == f"incident-bot: PROMETHEUS_URL: cannot reach {nowhere} (Connection refused)"
