@@ -418,6 +418,9 @@ async def test_a_sentinel_failover_during_a_stream_of_ticks(record_property: Rec
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     async with setup, running_bot(redis_url=_sentinel_url(setup)) as running:
+        # Replicas in sync first: a WAIT that timed out on a replica still syncing would pause
+        # waiting for 10 s, and the stream would start with no write confirmed.
+        await setup.wait_replicated()
         channel = await declare(running, "sev2 Checkout requests failing", "INC-1")
         await setup.wait_replicated()
 
@@ -448,6 +451,9 @@ async def test_a_cluster_failover_during_a_stream_of_ticks(record_property: Reco
         pytest.skip(str(exc))
     slot_key = keys.incident("INC-1")
     async with setup, running_bot(redis_url=_cluster_url(setup)) as running:
+        # Replicas in sync first: a WAIT that timed out on a replica still syncing would pause
+        # waiting for 10 s, and the stream would start with no write confirmed.
+        await setup.wait_replicated()
         channel = await declare(running, "sev2 Checkout requests failing", "INC-1")
         await setup.wait_replicated()
 
