@@ -12,7 +12,6 @@ or the channel list), so nothing is posted twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -69,6 +68,7 @@ from bot.models import (
     format_duration,
 )
 from bot.naming import channel_name
+from bot.polling import PollingLoop
 from bot.service import IncidentService
 from bot.slack_gateway import Outcome, Result, SlackGateway
 from bot.store import Change, OutboxClaim
@@ -140,11 +140,10 @@ class Delivery:
         self.config = config
         self.clock = clock
         self.metrics = metrics
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PollingLoop(
+            self.deliver_due, poll=config.poll, name="incident-bot-delivery", logger=log, what="delivery"
+        )
         self._beat_task: asyncio.Task[None] | None = None
-        self._busy = 0
-        self._stopping = False
         self.owner = secrets.token_hex(8)  # this process, in the locks it holds
         self._beaten_at = 0.0
         self._warn = Throttled(log)
@@ -153,17 +152,16 @@ class Delivery:
 
     def wake(self) -> None:
         """New work was stored by this process: look now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="incident-bot-delivery")
+        if not self._loop.running:
+            self._loop.start()
             # Its own task: a delivery waiting on Slack must not look like a dead process.
             self._beat_task = asyncio.create_task(self._beat_forever(), name="incident-bot-heartbeat")
 
     async def _beat_forever(self) -> None:
-        while not self._stopping:
+        while True:  # until stop() cancels it
             try:
                 await self._beat()
             except StoreUnavailable as exc:
@@ -172,43 +170,14 @@ class Delivery:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Finish the delivery under way (within `grace` seconds), then stop."""
-        if self._task is None:
-            return
-        self._stopping = True
-        self._wake.set()
         if self._beat_task is not None:
             self._beat_task.cancel()
             self._beat_task = None
-        done, _ = await asyncio.wait({self._task}, timeout=grace)
-        if not done:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+        await self._loop.stop(grace)
 
     @property
     def idle(self) -> bool:
-        return self._busy == 0 and not self._wake.is_set()
-
-    async def _run(self) -> None:
-        # A stop flag rather than cancellation: Python 3.11's wait_for can swallow a cancel that
-        # arrives as its timeout fires, which left shutdown waiting for this task forever.
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.poll):
-                    await self._wake.wait()
-            if self._stopping:
-                return
-            self._wake.clear()
-            self._busy += 1
-            try:
-                await self.deliver_due()
-            except StoreUnavailable as exc:
-                self._warn.warn("store", "delivery paused, store unavailable: %s", exc)
-            except Exception:
-                log.exception("delivery failed; trying again on the next poll")
-            finally:
-                self._busy -= 1
+        return self._loop.idle
 
     async def _beat(self) -> None:
         """Tell the other processes this one is alive, a few times per heartbeat period."""
@@ -226,7 +195,7 @@ class Delivery:
         claims = await self.store.claim_outboxes(self.clock(), self.config.lease, CLAIM_BATCH)
         await work_on_claims(claims, self.deliver_incident, self.config.concurrency, "delivery for %s")
         if len(claims) == CLAIM_BATCH:
-            self._wake.set()  # more may be due: look again at once, not at the next poll
+            self.wake()  # more may be due: look again at once, not at the next poll
         return len(claims)
 
     async def deliver_incident(self, claim: OutboxClaim) -> None:

@@ -19,8 +19,6 @@ message has something new to show.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -30,8 +28,9 @@ from bot.alert_groups import GroupRecord, TriageMessage, TriageState
 from bot.blocks import Rendered
 from bot.blocks.triage import triage_message
 from bot.delivery import GONE_MESSAGE, DeliveryConfig, work_on_claims
-from bot.errors import IncidentNotFound, StoreUnavailable
+from bot.errors import IncidentNotFound
 from bot.logs import Throttled
+from bot.polling import PollingLoop
 from bot.slack_gateway import Result, SlackGateway
 from bot.store import OutboxClaim
 from bot.triage import AlertTriage
@@ -81,9 +80,9 @@ class TriageDelivery:
         self.channel = channel  # the triage channel; None: nowhere to post
         self.owner = owner  # this process, as its heartbeat names it (Delivery.owner)
         self.wake_outbox = wake_outbox  # the incident outbox's loop: a note is there to say
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._loop = PollingLoop(
+            self.deliver_due, poll=config.poll, name="incident-bot-triage", logger=log, what="triage"
+        )
         self._warn = Throttled(log)
 
     @property
@@ -93,40 +92,14 @@ class TriageDelivery:
     # -- the loop ----------------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="incident-bot-triage")
+        self._loop.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Finish the group under way (within `grace` seconds), then stop."""
-        if self._task is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        done, _ = await asyncio.wait({self._task}, timeout=grace)
-        if not done:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.poll):
-                    await self._wake.wait()
-            if self._stopping:
-                return
-            self._wake.clear()
-            try:
-                await self.deliver_due()
-            except StoreUnavailable as exc:
-                self._warn.warn("store", "triage paused, store unavailable: %s", exc)
-            except Exception:
-                log.exception("triage delivery failed; trying again on the next poll")
+        await self._loop.stop(grace)
 
     async def deliver_due(self) -> int:
         """Work on every group due now; returns how many were looked at."""
@@ -135,7 +108,7 @@ class TriageDelivery:
         )
         await work_on_claims(claims, self.deliver_group, self.config.concurrency, "triage of alert group %s")
         if len(claims) == CLAIM_BATCH:
-            self._wake.set()
+            self.wake()
         return len(claims)
 
     async def deliver_group(self, claim: OutboxClaim) -> None:
